@@ -1,0 +1,5 @@
+"""Where :data:`deployments.endpoints.BACKENDS` finds the ``azureml`` serving backend."""
+
+from deployments.azureml.endpoints import AzureMLBackend
+
+__all__ = ["AzureMLBackend"]

@@ -1,0 +1,131 @@
+"""The one serving interface the flows call: deploy, roll back, and ask what an endpoint serves.
+
+Shaped like Azure ML managed online endpoints (an endpoint per key, deployments ``blue`` and
+``green``, a traffic split) so that moving to Azure swaps the backend and not the flows. The backend
+is chosen by ``get_settings().serving``; each backend is named in :data:`BACKENDS` by a
+``"module:attribute"`` path that is imported only when asked for, so the Azure backend plugs in by
+adding its module (``deployments/azureml/backend.py`` defining ``AzureMLBackend``) without
+changing this file, and nothing heavy is imported until a deploy happens.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from salesrisk import catalog
+from salesrisk.settings import get_settings
+
+if TYPE_CHECKING:
+    import pandas
+
+COLOURS: tuple[str, str] = ("blue", "green")
+
+
+class DeployError(RuntimeError):
+    """A deploy or rollback did not happen; traffic stays where it was. The message says why."""
+
+
+@dataclass
+class DeployResult:
+    """Where an endpoint's traffic goes after a deploy or rollback (or now, for :func:`current`)."""
+
+    endpoint_key: str
+    model_name: str
+    version: str
+    colour: str
+    scoring_url: str
+    previous_version: str | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Backend(Protocol):
+    """What a serving backend provides; :func:`deploy` and friends delegate to one of these."""
+
+    def deploy(
+        self, endpoint_key: str, model_name: str, version: str, *, sample: pandas.DataFrame | None = None
+    ) -> DeployResult: ...
+
+    def rollback(self, endpoint_key: str, to_version: str | None = None, reason: str = "") -> DeployResult: ...
+
+    def current(self, endpoint_key: str) -> DeployResult | None: ...
+
+
+# name (the value of SALESRISK_SERVING) -> "module:attribute" of a zero-argument factory, or the factory.
+BACKENDS: dict[str, str | Callable[[], Backend]] = {
+    "local": "deployments.local.backend:LocalBackend",
+    "azureml": "deployments.azureml.backend:AzureMLBackend",
+}
+
+
+def register_backend(name: str, factory: str | Callable[[], Backend]) -> None:
+    """Add or replace a backend by name (a ``"module:attribute"`` path or a factory)."""
+    BACKENDS[name] = factory
+
+
+def backend(name: str | None = None) -> Backend:
+    """The backend named by ``name`` or by ``get_settings().serving``."""
+    name = name or get_settings().serving
+    factory = BACKENDS.get(name)
+    if factory is None:
+        raise DeployError(f"serving backend {name!r} is unknown; known: {', '.join(sorted(BACKENDS))}")
+    if isinstance(factory, str):
+        factory = _import(name, factory)
+    return factory()
+
+
+def deploy(
+    endpoint_key: str, model_name: str, version: str, *, sample: pandas.DataFrame | None = None
+) -> DeployResult:
+    """Put registered ``model_name`` ``version`` on the endpoint's idle colour at 0% traffic,
+    smoke-test it with ``sample`` (default: the model's input example), then give it 100%.
+
+    On a failed smoke test raise :class:`DeployError` and leave traffic on the old colour. After a
+    success the endpoint map (``get_settings().endpoint_map``) carries the endpoint's scoring URL.
+    """
+    check_key(endpoint_key)
+    return backend().deploy(endpoint_key, model_name, str(version), sample=sample)
+
+
+def rollback(endpoint_key: str, to_version: str | None = None, reason: str = "") -> DeployResult:
+    """Move traffic back to the previous deployment, or deploy registered ``to_version``; the
+    reason is recorded in the endpoint's history."""
+    check_key(endpoint_key)
+    return backend().rollback(endpoint_key, None if to_version is None else str(to_version), reason)
+
+
+def current(endpoint_key: str) -> DeployResult | None:
+    """The deployment taking the traffic now, or ``None`` when nothing was deployed yet."""
+    check_key(endpoint_key)
+    return backend().current(endpoint_key)
+
+
+def check_key(endpoint_key: str) -> str:
+    if endpoint_key not in catalog.ENDPOINT_KEYS:
+        raise DeployError(
+            f"unknown endpoint key {endpoint_key!r}; expected one of {', '.join(catalog.ENDPOINT_KEYS)}"
+        )
+    return endpoint_key
+
+
+def _import(name: str, path: str) -> Callable[[], Backend]:
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name and module_name.startswith(error.name):
+            raise DeployError(
+                f"serving backend {name!r} is not configured: module {module_name} is not present "
+                f"(it must define {attribute}); set SALESRISK_SERVING=local to serve on this machine"
+            ) from error
+        raise
+    try:
+        return getattr(module, attribute)
+    except AttributeError as error:
+        raise DeployError(
+            f"serving backend {name!r} is not configured: {module_name} has no {attribute}"
+        ) from error

@@ -1,0 +1,199 @@
+"""Every scored batch, written to the lake's ``ml_inference_logs`` table for the monitoring flows.
+
+The request path only appends a reference to a list; a background thread turns what piled up into
+Parquet every ``flush_rows`` scored rows or ``flush_seconds`` seconds, and once more at shutdown.
+Encoding happens there, column-wise in polars, so logging costs a request almost nothing.
+
+Layout: ``<lake>/ml_inference_logs/endpoint=<key>/date=<YYYY-MM-DD>/part-<time>-<id>.parquet``,
+one row per scored batch (request) with columns ``request_id``, ``logged_at`` (UTC),
+``deployment``, ``model_name``, ``model_version``, ``rows``, ``inputs`` and ``outputs``. Inputs
+and outputs are JSON arrays of records (one object per row), so the table has one schema whatever
+the model; to get one row per scored row::
+
+    pl.scan_parquet(".../ml_inference_logs/endpoint=win_probability/**/*.parquet")
+      .with_columns(pl.col("inputs").str.json_decode(pl.List(pl.Struct({...}))))
+      .explode("inputs")
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from salesrisk import catalog, storage
+
+log = logging.getLogger("salesrisk.inference_log")
+
+@dataclass
+class ScoredBatch:
+    """One scored request, as the request path hands it over (no copies, no encoding)."""
+
+    endpoint: str
+    deployment: str
+    model_name: str
+    model_version: str
+    request_id: str
+    at: float  # time.time()
+    inputs: pd.DataFrame
+    outputs: bytes  # the JSON records returned to the client
+
+
+def table_uri(lake: str) -> str:
+    return storage.join(lake, catalog.ML_INFERENCE_LOGS)
+
+
+class InferenceLog:
+    """A background writer of :class:`ScoredBatch` es; :meth:`submit` never blocks on I/O.
+
+    Submitting appends to a list under an uncontended lock and wakes the writer only when
+    ``flush_rows`` have piled up: a queue that woke the writer for every request would hand it the
+    GIL once per request and show up in the request latency.
+    """
+
+    def __init__(
+        self,
+        lake: str,
+        *,
+        flush_rows: int = 20_000,
+        flush_seconds: float = 5.0,
+        max_pending_rows: int = 2_000_000,
+    ) -> None:
+        self.lake = lake
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.max_pending_rows = max_pending_rows
+        self.written_rows = 0
+        self.dropped_rows = 0
+        self._pending: list[ScoredBatch] = []
+        self._pending_rows = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def submit(self, batch: ScoredBatch) -> None:
+        with self._lock:
+            self._pending.append(batch)
+            self._pending_rows += len(batch.inputs)
+            full = self._pending_rows >= self.flush_rows
+        if full:
+            self._wake.set()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
+            self._thread.start()
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Write everything submitted so far and stop the writer."""
+        if self._thread is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("inference log writer did not finish within %.0f s; some rows may be lost", timeout)
+        self._thread = None
+
+    def _run(self) -> None:
+        retry: list[ScoredBatch] = []
+        while True:
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            stopping = self._stopping
+            with self._lock:
+                batches, self._pending, self._pending_rows = self._pending, [], 0
+            retry = self._flush(retry + batches)
+            if stopping:
+                break
+        if retry:
+            rows = sum(len(b.inputs) for b in retry)
+            self.dropped_rows += rows
+            log.error("inference log: %d rows could not be written at shutdown", rows)
+
+    def _flush(self, batches: list[ScoredBatch]) -> list[ScoredBatch]:
+        """Write ``batches``; on failure return them for the next attempt (bounded)."""
+        if not batches:
+            return []
+        rows = sum(len(b.inputs) for b in batches)
+        try:
+            write(self.lake, batches)
+        except Exception:  # the lake may be briefly unavailable: keep the rows and retry
+            log.exception("inference log: writing %d rows to %s failed; will retry", rows, table_uri(self.lake))
+            while rows > self.max_pending_rows and batches:
+                dropped = batches.pop(0)
+                rows -= len(dropped.inputs)
+                self.dropped_rows += len(dropped.inputs)
+            return batches
+        self.written_rows += rows
+        return []
+
+
+def write(lake: str, batches: list[ScoredBatch]) -> list[str]:
+    """Write ``batches`` as one Parquet file per (endpoint, date) partition; return the URIs."""
+    groups: dict[tuple[str, str], list[ScoredBatch]] = defaultdict(list)
+    for batch in batches:
+        day = datetime.fromtimestamp(batch.at, timezone.utc).date().isoformat()
+        groups[(batch.endpoint, day)].append(batch)
+    uris = []
+    for (endpoint, day), group in groups.items():
+        frame = pl.DataFrame(
+            {
+                "request_id": [b.request_id for b in group],
+                "logged_at": [datetime.fromtimestamp(b.at, timezone.utc) for b in group],
+                "deployment": [b.deployment for b in group],
+                "model_name": [b.model_name for b in group],
+                "model_version": [b.model_version for b in group],
+                "rows": [len(b.inputs) for b in group],
+                "inputs": _inputs_json([b.inputs for b in group]),
+                "outputs": [b.outputs.decode() for b in group],
+            },
+            schema_overrides={"logged_at": pl.Datetime("us", "UTC"), "rows": pl.Int32},
+        )
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        uri = storage.join(
+            table_uri(lake), f"endpoint={endpoint}", f"date={day}", f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+        )
+        uris.append(storage.write_parquet(frame, uri))
+    return uris
+
+
+def _inputs_json(frames: list[pd.DataFrame]) -> list[str]:
+    """Each frame as a JSON array of records, encoded in one vectorised pass per column layout."""
+    out: list[str | None] = [None] * len(frames)
+    layouts: dict[tuple, list[int]] = defaultdict(list)
+    for i, frame in enumerate(frames):
+        layouts[(tuple(frame.columns), tuple(str(t) for t in frame.dtypes))].append(i)
+    for (columns, _), members in layouts.items():
+        parts = [frames[i] for i in members]
+        table = _to_polars(parts, list(columns))
+        request = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+        encoded = (
+            table.select(pl.struct(pl.all()).struct.json_encode().alias("row"))
+            .with_columns(request=pl.Series(request))
+            .group_by("request", maintain_order=True)
+            .agg(pl.col("row").str.join(","))
+            .select(pl.concat_str(pl.lit("["), pl.col("row"), pl.lit("]")))
+            .to_series()
+            .to_list()
+        )
+        for i, text in zip(members, encoded):
+            out[i] = text
+    return out  # type: ignore[return-value]
+
+
+def _to_polars(parts: list[pd.DataFrame], columns: list[str]) -> pl.DataFrame:
+    first = parts[0]
+    if len(first.columns) and all(first.dtypes == np.float64):
+        block = np.concatenate([p.to_numpy() for p in parts]) if len(parts) > 1 else first.to_numpy()
+        return pl.from_numpy(block, schema=columns, orient="row")
+    return pl.from_pandas(pd.concat(parts, ignore_index=True) if len(parts) > 1 else first)

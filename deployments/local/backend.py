@@ -1,0 +1,260 @@
+"""Blue/green deploys and rollbacks on this machine, with or without the endpoint server running.
+
+A deploy copies the registered version out of the MLflow registry into ``<home>/endpoints/models``
+(so the server never needs the registry), puts it on the idle colour at 0% traffic, smoke-tests it
+and only then moves the traffic. The smoke test goes over HTTP to the idle colour when this
+machine's server is serving this state file, exactly as a client would reach it; otherwise it loads
+the model in this process and predicts the sample. A failed smoke test puts the idle colour back as
+it was, so a later rollback still finds the previous version there.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from deployments import endpoint_map
+from deployments.endpoints import DeployError, DeployResult
+from deployments.local import keys
+from deployments.local import state as st
+from salesrisk.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    import pandas
+
+log = logging.getLogger("salesrisk.deploy")
+
+APPLY_TIMEOUT = 120.0  # seconds the server may take to load a new version (NeuralProphet, torch)
+SMOKE_TIMEOUT = 60.0
+
+
+class LocalBackend:
+    """The ``local`` serving backend (``SALESRISK_SERVING=local``, the default)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.state_path = st.state_path(self.settings)
+
+    # --- the Backend protocol ------------------------------------------------------------
+    def deploy(
+        self, endpoint_key: str, model_name: str, version: str, *, sample: pandas.DataFrame | None = None
+    ) -> DeployResult:
+        with st.endpoint_lock(endpoint_key, self.settings):
+            return self._deploy(endpoint_key, model_name, version, sample=sample, action="deploy", reason="")
+
+    def rollback(self, endpoint_key: str, to_version: str | None = None, reason: str = "") -> DeployResult:
+        reason = reason or "no reason given"
+        with st.endpoint_lock(endpoint_key, self.settings):
+            ep = st.load(self.state_path).endpoints.get(endpoint_key)
+            live = ep.live_colour() if ep else None
+            if ep is None or live is None:
+                raise DeployError(f"endpoint {endpoint_key!r} has nothing deployed; nothing to roll back")
+            idle = st.other(live)
+            standby = ep.deployments.get(idle)
+            if to_version is None:
+                if standby is None:
+                    raise DeployError(
+                        f"endpoint {endpoint_key!r} has no previous deployment on {idle!r}; "
+                        "pass to_version to deploy a registered version instead"
+                    )
+                return self._switch(endpoint_key, idle, reason)
+            if standby is not None and standby.version == to_version and standby.model_name == ep.deployments[live].model_name:
+                return self._switch(endpoint_key, idle, reason)
+            return self._deploy(
+                endpoint_key, ep.deployments[live].model_name, to_version, sample=None, action="rollback", reason=reason
+            )
+
+    def current(self, endpoint_key: str) -> DeployResult | None:
+        ep = st.load(self.state_path).endpoints.get(endpoint_key)
+        live = ep.live_colour() if ep else None
+        if ep is None or live is None:
+            return None
+        return self._result(endpoint_key, ep, live)
+
+    # --- steps ---------------------------------------------------------------------------
+    def scoring_url(self, endpoint_key: str) -> str:
+        return f"http://{self.settings.serve_host}:{self.settings.serve_port}/score/{endpoint_key}"
+
+    def _deploy(
+        self,
+        key: str,
+        model_name: str,
+        version: str,
+        *,
+        sample: pandas.DataFrame | None,
+        action: str,
+        reason: str,
+    ) -> DeployResult:
+        model_dir = fetch_model(model_name, version, self.settings)
+        new = st.Slot(model_name=model_name, version=version, path=str(model_dir), deployed_at=st.now_iso())
+        with st.transaction(self.state_path) as state:
+            ep = state.endpoint(key)
+            idle = ep.idle_colour()
+            before = ep.deployments.get(idle)
+            ep.deployments[idle] = new
+            ep.traffic[idle] = 0
+            staged_revision = state.revision + 1
+        try:
+            self._smoke_test(key, idle, new, model_dir, sample, staged_revision)
+        except Exception as error:
+            with st.transaction(self.state_path) as state:
+                ep = state.endpoint(key)
+                if before is None:
+                    ep.deployments.pop(idle, None)
+                    ep.traffic.pop(idle, None)
+                else:
+                    ep.deployments[idle] = before
+                ep.record(
+                    f"{action}-failed", colour=idle, model_name=model_name, version=version,
+                    reason=reason, error=str(error),
+                )
+            raise DeployError(
+                f"{action} of {model_name} v{version} to {key}/{idle} failed its smoke test; "
+                f"traffic left where it was: {error}"
+            ) from error
+        with st.transaction(self.state_path) as state:
+            ep = state.endpoint(key)
+            live = ep.live_colour()
+            previous = ep.deployments[live].version if live and live != idle else None
+            ep.traffic = {idle: 100, **({st.other(idle): 0} if st.other(idle) in ep.deployments else {})}
+            ep.record(action, colour=idle, model_name=model_name, version=version, previous_version=previous, reason=reason)
+            revision = state.revision + 1
+        self._wait_applied(revision)
+        result = DeployResult(key, model_name, version, idle, self.scoring_url(key), previous)
+        endpoint_map.update({key: result.scoring_url}, self.settings.endpoint_map)
+        log.info("%s: %s v%s now takes 100%% on %s (was v%s)", key, model_name, version, idle, previous)
+        return result
+
+    def _switch(self, key: str, colour: str, reason: str) -> DeployResult:
+        with st.transaction(self.state_path) as state:
+            ep = state.endpoint(key)
+            live = ep.live_colour()
+            ep.traffic = {c: (100 if c == colour else 0) for c in ep.deployments}
+            slot = ep.deployments[colour]
+            previous = ep.deployments[live].version if live else None
+            ep.record("rollback", colour=colour, model_name=slot.model_name, version=slot.version,
+                      previous_version=previous, reason=reason)
+            revision = state.revision + 1
+        self._wait_applied(revision)
+        endpoint_map.update({key: self.scoring_url(key)}, self.settings.endpoint_map)
+        log.info("%s: rolled back to %s v%s on %s (%s)", key, slot.model_name, slot.version, colour, reason)
+        return DeployResult(key, slot.model_name, slot.version, colour, self.scoring_url(key), previous)
+
+    def _result(self, key: str, ep: st.EndpointState, colour: str) -> DeployResult:
+        slot = ep.deployments[colour]
+        standby = ep.deployments.get(st.other(colour))
+        return DeployResult(key, slot.model_name, slot.version, colour, self.scoring_url(key), standby.version if standby else None)
+
+    # --- smoke test ----------------------------------------------------------------------
+    def _smoke_test(
+        self, key: str, colour: str, slot: st.Slot, model_dir: Path, sample: pandas.DataFrame | None, revision: int
+    ) -> None:
+        if sample is None:
+            sample = input_example(model_dir)
+        server = self._server_url()
+        if server is None:
+            _predict_in_process(model_dir, sample)
+            return
+        self._wait_applied(revision, required=True)
+        body = {"input_data": _split(sample)}
+        headers = {"Authorization": f"Bearer {keys.endpoint_key(self.settings)}", "azureml-model-deployment": colour}
+        response = httpx.post(f"{server}/score/{key}", json=body, headers=headers, timeout=SMOKE_TIMEOUT)
+        if response.status_code != 200:
+            raise DeployError(f"smoke request to {key}/{colour} returned HTTP {response.status_code}: {response.text[:500]}")
+        served = response.headers.get("x-model-version")
+        if served != slot.version:
+            raise DeployError(f"smoke request to {key}/{colour} was served by version {served}, expected {slot.version}")
+        if not response.json():
+            raise DeployError(f"smoke request to {key}/{colour} returned no rows")
+
+    def _server_url(self) -> str | None:
+        """This machine's endpoint server, if one is running on this state file."""
+        url = f"http://{self.settings.serve_host}:{self.settings.serve_port}"
+        try:
+            health = httpx.get(f"{url}/health", timeout=1.0).json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        if health.get("state_id") != st.state_id(self.state_path):
+            log.warning("the server at %s serves another state file; smoke-testing in process", url)
+            return None
+        return url
+
+    def _wait_applied(self, revision: int, *, required: bool = False) -> None:
+        """Wait until a running server has applied ``revision`` (no-op without a server)."""
+        url = self._server_url()
+        if url is None:
+            return
+        deadline = time.monotonic() + APPLY_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2.0).json().get("revision", -1) >= revision:
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.05)
+        message = f"the endpoint server at {url} did not apply state revision {revision} within {APPLY_TIMEOUT:.0f} s"
+        if required:
+            raise DeployError(message)
+        log.warning("%s; it will pick the change up when it catches up", message)
+
+
+def fetch_model(model_name: str, version: str, settings: Settings | None = None) -> Path:
+    """Copy registered ``model_name`` ``version`` out of the registry once; return the local folder."""
+    import mlflow
+
+    from salesrisk import registry
+
+    target = st.endpoints_dir(settings) / "models" / model_name / str(version)
+    if (target / "MLmodel").exists():
+        return target
+    registry.configure()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=registry.model_uri(model_name, version), dst_path=str(staging)))
+        if not (local / "MLmodel").exists():
+            raise DeployError(f"{registry.model_uri(model_name, version)} is not an MLflow model (no MLmodel file)")
+        try:
+            local.rename(target)
+        except OSError:
+            if not (target / "MLmodel").exists():  # another deploy raced us and won: use its copy
+                raise
+    except DeployError:
+        raise
+    except Exception as error:
+        raise DeployError(f"cannot fetch {registry.model_uri(model_name, version)} from the registry: {error}") from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def input_example(model_dir: Path) -> pandas.DataFrame:
+    """The input example saved with the model: the default smoke-test sample."""
+    import pandas as pd
+    from mlflow.models import Model
+
+    example = Model.load(str(model_dir)).load_input_example(str(model_dir))
+    if example is None:
+        raise DeployError(f"{model_dir}: the model has no input example; pass sample= to deploy()")
+    return example if isinstance(example, pd.DataFrame) else pd.DataFrame(example)
+
+
+def _predict_in_process(model_dir: Path, sample: pandas.DataFrame) -> None:
+    import mlflow.pyfunc
+
+    output = mlflow.pyfunc.load_model(str(model_dir)).predict(sample)
+    if output is None or len(output) == 0:
+        raise DeployError(f"{model_dir}: predict returned no rows for the {len(sample)}-row sample")
+
+
+def _split(sample: pandas.DataFrame) -> dict:
+    import json
+
+    split = json.loads(sample.to_json(orient="split", date_format="iso", index=False))
+    return {"columns": split["columns"], "data": split["data"]}

@@ -1,0 +1,1 @@
+"""The local endpoint server (``python -m deployments.serve`` or ``make serve``)."""

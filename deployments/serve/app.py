@@ -1,0 +1,354 @@
+"""The local endpoint server: Azure ML online-endpoint request shape, key auth, blue/green routing.
+
+Scoring is one framework-free :class:`ScoringService`. ``POST /score/<key>`` reaches it through a
+thin ASGI layer in front of FastAPI (:class:`ScoringFastPath`): FastAPI's per-request dependency
+machinery costs more than the whole of a single-row score, so the hot path skips it. FastAPI
+still serves ``/health``, ``/endpoints`` and the OpenAPI description, whose ``/score/{key}``
+route calls the same service, so the documented route and the fast path cannot disagree.
+Fast models are scored inline on the event loop (a thread hop costs more than they do); a model
+whose recent predictions took over 5 ms is scored in a worker thread so it cannot stall the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from deployments.inference_log import InferenceLog, ScoredBatch
+from deployments.local import state as state_mod
+from deployments.serve.live import DEPLOYMENT_HEADER, LiveEndpoints, RouteError
+from deployments.serve.scoring import PayloadError, dumps, parse
+from salesrisk import catalog
+
+log = logging.getLogger("salesrisk.serve")
+
+SCORE_PREFIX = "/score/"
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class ServeConfig:
+    """Everything the server needs, resolved before it starts (see ``python -m deployments.serve -h``)."""
+
+    state_path: Path
+    lake: str
+    key: str
+    base_url: str
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_rows: int = 10_000
+    poll_seconds: float = 0.2
+    log_flush_rows: int = 20_000
+    log_flush_seconds: float = 5.0
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+_JSON = (b"content-type", b"application/json")
+_UNAUTHORISED = [(b"www-authenticate", b'Bearer realm="salesrisk"')]
+
+
+def error_reply(status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> Reply:
+    return Reply(status, dumps({"detail": message}), headers or [])
+
+
+class ScoringService:
+    """Authorise, route, validate, predict, log: everything ``POST /score/{key}`` does."""
+
+    def __init__(self, config: ServeConfig, live: LiveEndpoints, inference_log: InferenceLog) -> None:
+        self.config = config
+        self.live = live
+        self.inference_log = inference_log
+        self._expected = f"Bearer {config.key}".encode()
+        self._known = frozenset(catalog.ENDPOINT_KEYS)
+
+    def authorised(self, header: bytes | None) -> bool:
+        return header is not None and hmac.compare_digest(header, self._expected)
+
+    def preflight(self, key: str, authorization: bytes | None, content_length: bytes | None) -> Reply | None:
+        """What can be refused before reading the body: the key, the endpoint, the declared size."""
+        if not self.authorised(authorization):
+            return error_reply(401, "missing or wrong key: send 'Authorization: Bearer <endpoint key>'", _UNAUTHORISED)
+        if key not in self.live.endpoints:
+            if key not in self._known:
+                return error_reply(404, f"no endpoint {key!r}; endpoints: {', '.join(catalog.ENDPOINT_KEYS)}")
+            return error_reply(503, f"endpoint {key!r} has no deployment yet; deploy a model first")
+        if content_length is not None:
+            try:
+                declared = int(content_length)
+            except ValueError:
+                return error_reply(400, "Content-Length is not a number")
+            if declared > self.config.max_body_bytes:
+                return error_reply(413, f"body of {declared} bytes exceeds the limit of {self.config.max_body_bytes} bytes")
+        return None
+
+    def slow(self, key: str) -> bool:
+        """Whether the endpoint's live model is slow enough to score in a worker thread."""
+        endpoint = self.live.endpoints.get(key)
+        deployment = endpoint.live if endpoint is not None else None
+        return deployment is not None and deployment.scorer is not None and deployment.scorer.slow
+
+    async def score_async(self, key: str, deployment_header: bytes | None, body: bytes, request_id: bytes | None) -> Reply:
+        """:meth:`score`, inline for fast models and in a worker thread for slow ones, so one slow
+        model (SHAP factors, an LSTM) does not hold up the event loop and every other endpoint."""
+        if self.slow(key):
+            return await anyio.to_thread.run_sync(self.score, key, deployment_header, body, request_id)
+        return self.score(key, deployment_header, body, request_id)
+
+    def score(self, key: str, deployment_header: bytes | None, body: bytes, request_id: bytes | None) -> Reply:
+        endpoint = self.live.endpoints.get(key)
+        if endpoint is None:  # undeployed between preflight and now
+            return error_reply(503, f"endpoint {key!r} has no deployment")
+        try:
+            deployment = endpoint.route(deployment_header.decode() if deployment_header else None)
+        except RouteError as error:
+            return error_reply(error.status, error.message)
+        scorer = deployment.scorer
+        try:
+            columns, rows = parse(body)
+            if len(rows) > self.config.max_rows:
+                raise PayloadError(413, f"{len(rows)} rows exceed the limit of {self.config.max_rows} rows per request; split the batch")
+            frame = scorer.frame(columns, rows)  # type: ignore[union-attr]
+            content = scorer.encode(scorer.predict(frame))  # type: ignore[union-attr]
+        except PayloadError as error:
+            return error_reply(error.status, error.message)
+        except Exception as error:  # the model raised: a server-side failure, say which model
+            log.exception("scoring %s with %s v%s failed", key, deployment.model_name, deployment.version)
+            return error_reply(500, f"{deployment.model_name} v{deployment.version} failed: {type(error).__name__}: {error}")
+        rid = request_id.decode() if request_id else uuid.uuid4().hex
+        self.inference_log.submit(
+            ScoredBatch(key, deployment.colour, deployment.model_name, deployment.version, rid, time.time(), frame, content)
+        )
+        return Reply(200, content, [*deployment.raw_headers, (b"x-request-id", rid.encode())])
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ScoringFastPath:
+    """ASGI: ``POST /score/<key>`` straight to the service; everything else (and lifespan) to FastAPI."""
+
+    def __init__(self, app: FastAPI, service: ScoringService) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(SCORE_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        authorization = deployment = length = request_id = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"content-length":
+                length = value
+            elif name == b"azureml-model-deployment":
+                deployment = value
+            elif name == b"x-request-id":
+                request_id = value
+        key = scope["path"][len(SCORE_PREFIX) :]
+        reply = self.service.preflight(key, authorization, length)
+        if reply is None:
+            limit = self.service.config.max_body_bytes
+            try:
+                body = await _receive_body(receive, limit)
+            except BodyTooLarge:
+                reply = error_reply(413, f"body exceeds the limit of {limit} bytes")
+            else:
+                if body is None:  # the client went away
+                    return
+                reply = await self.service.score_async(key, deployment, body, request_id)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": reply.status,
+                "headers": [_JSON, (b"content-length", str(len(reply.body)).encode()), *reply.headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": reply.body})
+
+
+async def _receive_body(receive: Receive, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def create_app(
+    config: ServeConfig, *, live: LiveEndpoints | None = None, inference_log: InferenceLog | None = None
+) -> ScoringFastPath:
+    """The ASGI application uvicorn runs (FastAPI behind the scoring fast path)."""
+    live = live or LiveEndpoints(config.state_path, poll_seconds=config.poll_seconds)
+    inference_log = inference_log or InferenceLog(
+        config.lake, flush_rows=config.log_flush_rows, flush_seconds=config.log_flush_seconds
+    )
+    service = ScoringService(config, live, inference_log)
+    state_id = state_mod.state_id(config.state_path)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        live.refresh()
+        live.start()
+        inference_log.start()
+        log.info("serving %d endpoint(s) at %s (state revision %d)", len(live.endpoints), config.base_url, live.revision)
+        try:
+            yield
+        finally:
+            live.stop()
+            inference_log.close()
+
+    app = FastAPI(
+        title="salesrisk endpoints",
+        version="1",
+        description=(
+            "Local stand-in for the Azure ML managed online endpoints of the sales-risk models. "
+            "One endpoint per key; each has deployments `blue` and `green` and a traffic split. "
+            "Send `Authorization: Bearer <key>`; the optional header `azureml-model-deployment: "
+            "<colour>` targets one deployment whatever its traffic."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.service = service
+
+    @app.post("/score/{key}", summary="Score rows with the endpoint's live deployment", openapi_extra=_SCORE_OPENAPI,
+              response_class=Response)
+    async def score(key: str, request: Request) -> Response:
+        headers = request.headers
+        reply = service.preflight(key, _raw(headers.get("authorization")), _raw(headers.get("content-length")))
+        if reply is None:
+            try:
+                body = await _receive_body(request.receive, config.max_body_bytes)
+            except BodyTooLarge:
+                body, reply = b"", error_reply(413, f"body exceeds the limit of {config.max_body_bytes} bytes")
+            if reply is None:
+                reply = await service.score_async(
+                    key, _raw(headers.get(DEPLOYMENT_HEADER)), body or b"", _raw(headers.get("x-request-id"))
+                )
+        return Response(reply.body, status_code=reply.status, media_type="application/json",
+                        headers={k.decode(): v.decode() for k, v in reply.headers})
+
+    @app.get("/health", summary="Liveness, and the state revision the server has applied")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "revision": live.revision, "state_id": state_id}
+
+    @app.get("/endpoints", summary="Each endpoint's deployments, versions and traffic", openapi_extra=_SECURED)
+    async def endpoints(request: Request) -> Response:
+        if not service.authorised(_raw(request.headers.get("authorization"))):
+            reply = error_reply(401, "missing or wrong key: send 'Authorization: Bearer <endpoint key>'", _UNAUTHORISED)
+            return Response(reply.body, status_code=401, media_type="application/json",
+                            headers={k.decode(): v.decode() for k, v in reply.headers})
+        current = live.endpoints
+        empty = {"traffic": {}, "live": None, "deployments": {}}
+        listing = {
+            key: {"scoring_url": f"{config.base_url}/score/{key}", **(current[key].describe() if key in current else empty)}
+            for key in catalog.ENDPOINT_KEYS
+        }
+        return Response(dumps({"revision": live.revision, "endpoints": listing}), media_type="application/json")
+
+    app.openapi = _with_bearer_scheme(app)  # type: ignore[method-assign]
+    return ScoringFastPath(app, service)
+
+
+def _raw(value: str | None) -> bytes | None:
+    return value.encode("latin-1") if value is not None else None
+
+
+_SECURED: dict[str, Any] = {"security": [{"endpointKey": []}]}
+_ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {"type": "string"}}}}}}
+_SCORE_OPENAPI: dict[str, Any] = {
+    **_SECURED,
+    "parameters": [
+        {
+            "name": DEPLOYMENT_HEADER,
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "enum": ["blue", "green"]},
+            "description": "Score with this deployment regardless of the traffic split (as on Azure ML).",
+        }
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "title": "Azure ML input_data (split)",
+                            "required": ["input_data"],
+                            "properties": {
+                                "input_data": {
+                                    "type": "object",
+                                    "required": ["columns", "data"],
+                                    "properties": {
+                                        "columns": {"type": "array", "items": {"type": "string"}},
+                                        "data": {"type": "array", "items": {"type": "array", "items": {}}},
+                                    },
+                                }
+                            },
+                        },
+                        {"type": "array", "title": "records", "items": {"type": "object"}},
+                    ]
+                },
+                "example": {"input_data": {"columns": ["amount", "probability"], "data": [[12000.0, 0.4]]}},
+            }
+        },
+    },
+    "responses": {
+        "200": {
+            "description": "The model's output, one JSON object per output row",
+            "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}},
+        },
+        "400": {"description": "Malformed body", **_ERROR},
+        "401": {"description": "Missing or wrong key", **_ERROR},
+        "404": {"description": "Unknown endpoint or deployment", **_ERROR},
+        "413": {"description": "Body or row count over the limit", **_ERROR},
+        "422": {"description": "Columns or values do not match the model's signature", **_ERROR},
+        "503": {"description": "Nothing deployed, or the deployment failed to load", **_ERROR},
+    },
+}
+
+
+def _with_bearer_scheme(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original()
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})["endpointKey"] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The endpoint key (SALESRISK_ENDPOINT_KEY, or the generated key under SALESRISK_HOME)",
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return openapi

@@ -1,0 +1,187 @@
+"""What the server is serving right now, kept in step with the endpoint state file.
+
+A watcher thread polls the state file's signature; on a change it loads every model version the
+new state names that is not loaded yet (fully, off the request path), then replaces one reference.
+A request reads that reference once, so it finishes on the models it started with: a promotion or
+rollback never fails a request in flight, and moving traffic between loaded colours is instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deployments.local import state as state_mod
+from deployments.serve.scoring import Scorer
+
+log = logging.getLogger("salesrisk.serve")
+
+DEPLOYMENT_HEADER = "azureml-model-deployment"
+
+
+class RouteError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One colour of one endpoint: a model version, loaded (``scorer``) or failed (``error``)."""
+
+    colour: str
+    model_name: str
+    version: str
+    path: str
+    scorer: Scorer | None
+    error: str | None = None
+    raw_headers: tuple[tuple[bytes, bytes], ...] = ()  # response headers naming it, pre-encoded
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    key: str
+    deployments: Mapping[str, Deployment]
+    traffic: Mapping[str, int]
+    live: Deployment | None  # set when one colour takes all the traffic
+
+    def route(self, requested: str | None) -> Deployment:
+        """The deployment named by the ``azureml-model-deployment`` header, else one by traffic."""
+        if requested:
+            chosen = self.deployments.get(requested)
+            if chosen is None:
+                raise RouteError(
+                    404, f"endpoint {self.key!r} has no deployment {requested!r}; it has {sorted(self.deployments)}"
+                )
+        elif self.live is not None:
+            chosen = self.live
+        else:
+            weighted = [(c, w) for c, w in self.traffic.items() if w > 0 and c in self.deployments]
+            if not weighted:
+                raise RouteError(503, f"endpoint {self.key!r} has no deployment taking traffic; deploy a model first")
+            colours, weights = zip(*weighted)
+            chosen = self.deployments[random.choices(colours, weights)[0]]
+        if chosen.scorer is None:
+            raise RouteError(
+                503, f"deployment {chosen.colour!r} of endpoint {self.key!r} "
+                f"({chosen.model_name} v{chosen.version}) is not loaded: {chosen.error}"
+            )
+        return chosen
+
+    def describe(self) -> dict[str, Any]:
+        live = max(self.traffic.items(), key=lambda kv: kv[1], default=(None, 0))
+        return {
+            "traffic": dict(self.traffic),
+            "live": live[0] if live[1] > 0 else None,
+            "deployments": {
+                colour: {
+                    "model_name": d.model_name,
+                    "version": d.version,
+                    "state": "ready" if d.scorer is not None else f"failed: {d.error}",
+                }
+                for colour, d in sorted(self.deployments.items())
+            },
+        }
+
+
+def load_scorer(path: str) -> Scorer:
+    import mlflow.pyfunc
+
+    return Scorer(mlflow.pyfunc.load_model(path))
+
+
+class LiveEndpoints:
+    """The endpoints as last read from the state file; :attr:`endpoints` is swapped, never mutated."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        poll_seconds: float = 0.2,
+        loader: Callable[[str], Scorer] = load_scorer,
+    ) -> None:
+        self.path = path
+        self.poll_seconds = poll_seconds
+        self.loader = loader
+        self.endpoints: dict[str, Endpoint] = {}
+        self.revision = 0
+        self._signature: tuple[int, int, int] | None = None
+        self._scorers: dict[str, Scorer] = {}  # model path -> loaded scorer, reused across revisions
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> bool:
+        """Apply the state file if it changed since the last call; return whether it did."""
+        signature = state_mod.signature(self.path)
+        if signature == self._signature:
+            return False
+        try:
+            state = state_mod.load(self.path)
+        except state_mod.StateError:
+            log.exception("ignoring an unreadable endpoint state; still serving revision %d", self.revision)
+            self._signature = signature
+            return False
+        scorers: dict[str, Scorer] = {}
+        endpoints = {key: self._build(key, ep, scorers) for key, ep in state.endpoints.items()}
+        self.endpoints = endpoints  # the swap: one reference assignment
+        self._scorers = scorers
+        self._signature = signature
+        self.revision = state.revision
+        log.info("serving state revision %d", state.revision)
+        return True
+
+    def _build(self, key: str, ep: state_mod.EndpointState, scorers: dict[str, Scorer]) -> Endpoint:
+        deployments = {}
+        for colour, slot in ep.deployments.items():
+            scorer, error = scorers.get(slot.path) or self._scorers.get(slot.path), None
+            if scorer is None:
+                try:
+                    scorer = self.loader(slot.path)
+                    log.info("loaded %s v%s for %s/%s", slot.model_name, slot.version, key, colour)
+                except Exception as exc:  # a broken model must not take the server down
+                    log.exception("loading %s v%s for %s/%s failed", slot.model_name, slot.version, key, colour)
+                    error = f"{type(exc).__name__}: {exc}"
+            if scorer is not None:
+                scorers[slot.path] = scorer
+            deployments[colour] = Deployment(
+                colour=colour,
+                model_name=slot.model_name,
+                version=slot.version,
+                path=slot.path,
+                scorer=scorer,
+                error=error,
+                raw_headers=(
+                    (DEPLOYMENT_HEADER.encode(), colour.encode()),
+                    (b"x-model-name", slot.model_name.encode()),
+                    (b"x-model-version", slot.version.encode()),
+                ),
+            )
+        traffic = {c: w for c, w in ep.traffic.items() if c in deployments}
+        full = [c for c, w in traffic.items() if w >= 100]
+        live = deployments[full[0]] if len(full) == 1 and sum(traffic.values()) == traffic[full[0]] else None
+        return Endpoint(key=key, deployments=deployments, traffic=traffic, live=live)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._watch, name="state-watcher", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.refresh()
+            except Exception:  # keep watching; the next change may be readable
+                log.exception("applying the endpoint state failed")

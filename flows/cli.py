@@ -1,0 +1,118 @@
+"""Command lines for flows, built from the flow's own signature so they cannot drift from it.
+
+``python flows/<file>.py --help`` lists the flow's parameters; a ``bool`` parameter that defaults
+to true gets a ``--no-<name>`` switch, a list takes comma-separated values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import logging
+import sys
+import typing
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any
+
+from prefect import Flow
+
+
+# What each runbook input means, shown by --help (flows share the runbook's parameter names).
+PARAMETER_HELP = {
+    "training_data": "prepared Parquet file or folder: a path, abfs://<container>@<account>.dfs.core.windows.net/<path> "
+    "or azureml:<name>:<version>; without it the input is prepared from the lake",
+    "model_name": "registered model name (default: the runbook's name for this model)",
+    "industry_id": "train one industry only; registers risk-scoring-{industry} for endpoint risk_scoring_industry",
+    "sequence_length": "snapshots per opportunity the LSTM reads (shorter histories are padded and masked)",
+    "param_contamination": "expected share of anomalies (IsolationForest contamination)",
+    "param_n_estimators": "number of trees (IsolationForest n_estimators)",
+    "lake": "lake root, a folder or abfs:// URI (default: SALESRISK_LAKE or ./lake)",
+    "tenant_id": "prepare only this tenant's partitions",
+    "partition_date": "YYYY-MM-DD: prepare the data as of this date (partitions up to it, outcomes known by then)",
+    "compute": "local or azureml (default: SALESRISK_COMPUTE or local)",
+    "deploy": "deploy when the gate passes",
+    "force": "deploy even when the gate would keep the serving version (the decision records it)",
+    "seed": "random seed of the trainer",
+    "models": "comma-separated model ids",
+    "max_parallel": "model pipelines at once (0: one per CPU core)",
+    "model_id": "risk_scoring, win_probability, risk_trajectory, revenue_forecast or anomaly",
+    "risk_evaluations": "URI of the /risk_evaluations table",
+    "ml_outcomes": "URI of the /ml_outcomes table",
+    "risk_snapshots": "URI of the /risk_snapshots table",
+    "revenue_daily": "URI of the /revenue_daily table",
+    "days": "days to append after the lake's last day",
+    "endpoint": "endpoint key, e.g. win_probability",
+    "to_version": "registered version to serve (default: the previous deployment)",
+    "reason": "why, recorded with the rollback",
+}
+
+
+def _base_type(annotation: Any) -> Any:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+        return _base_type(args[0])
+    return annotation
+
+
+def _parse_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def build_parser(flow: Flow[..., Any]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"python flows/{inspect.getfile(flow.fn).rsplit('/', 1)[-1]}",
+        description=(inspect.getdoc(flow.fn) or flow.name).split("\n\n")[0],
+    )
+    hints = typing.get_type_hints(flow.fn)
+    for name, param in inspect.signature(flow.fn).parameters.items():
+        kind = _base_type(hints.get(name, str))
+        flag = "--" + name.replace("_", "-")
+        default = param.default
+        if kind is bool:
+            if default is True:
+                parser.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_false",
+                                    help=f"do not {PARAMETER_HELP.get(name, name)}")
+            else:
+                parser.add_argument(flag, dest=name, action="store_true", help=PARAMETER_HELP.get(name))
+            continue
+        if typing.get_origin(kind) in (list, tuple, Sequence) or kind in (list, tuple):
+            convert: Any = _parse_list
+        elif kind is date:
+            convert = date.fromisoformat
+        elif kind in (int, float):
+            convert = kind
+        else:
+            convert = str
+        required = default is inspect.Parameter.empty
+        shown = ",".join(default) if isinstance(default, (list, tuple)) else default
+        text = PARAMETER_HELP.get(name, name.replace("_", " "))
+        parser.add_argument(
+            flag, dest=name, type=convert, required=required, default=None if required else default,
+            help=text if required or default is None else f"{text} (default: {shown})",
+        )
+    return parser
+
+
+def main(
+    flow: Flow[..., Any],
+    argv: Sequence[str] | None = None,
+    render: Callable[[Any], str] | None = None,
+) -> int:
+    """Run the flow with parameters from the command line; exit non-zero when it fails.
+
+    ``render`` turns the flow's result into what the user reads on stdout (e.g. a summary table).
+    """
+    args = vars(build_parser(flow).parse_args(argv))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    state = flow(**args, return_state=True)
+    if inspect.isawaitable(state):
+        state = asyncio.run(state)
+    if not state.is_completed():
+        print(f"{flow.name}: {state.name}: {state.message}", file=sys.stderr)
+        return 1
+    if render is not None:
+        result = state.result()
+        print(render(asyncio.run(result) if inspect.isawaitable(result) else result))
+    return 0

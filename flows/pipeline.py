@@ -1,0 +1,148 @@
+"""The pipeline every model flow runs: fetch -> prepare -> train -> evaluate -> register -> deploy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.transactions import transaction
+
+from deployments import endpoints
+from salesrisk import catalog, storage
+from salesrisk.settings import get_settings
+from tasks.evaluate import evaluate, held_out_rows
+from tasks.fetch import fetch
+from tasks.lake import bootstrap_lake
+from tasks.prepare import SOURCES_BY_MODEL, prepare
+from tasks.promote import deploy as deploy_task
+from tasks.promote import register
+from tasks.refs import DataRef, ModelSummary, TrainedModel
+from tasks.train import train
+
+SMOKE_ROWS = 5
+
+
+@dataclass
+class PipelineOptions:
+    """The runbook's inputs common to every model flow."""
+
+    training_data: str | None = None
+    sources: dict[str, str] | None = None  # explicit table URIs (the runbook's pipelines)
+    lake: str | None = None
+    model_name: str | None = None
+    tenant_id: str | None = None
+    partition_date: date | None = None
+    compute: str | None = None
+    deploy: bool = True
+    force: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # An unset optional parameter is left off the trainer's command line.
+        self.params = {k: v for k, v in self.params.items() if v is not None}
+
+
+async def prepared_input(model_id: str, options: PipelineOptions) -> DataRef:
+    """Fetch the model's source tables (explicit URIs, else the lake's) and prepare them."""
+    lake = options.lake or get_settings().lake
+    tables = dict(options.sources or {})
+    if not tables:
+        tables = await bootstrap_lake(lake)
+    missing = [t for t in SOURCES_BY_MODEL[model_id] if t not in tables]
+    if missing:
+        raise ValueError(f"{model_id}: no URI given for {', '.join(missing)}")
+    sources = {table: await fetch(tables[table]) for table in SOURCES_BY_MODEL[model_id]}
+    compute = options.compute or get_settings().compute
+    args = (model_id, sources, lake, options.tenant_id, options.partition_date, compute)
+    prepared = await prepare(*args)
+    if not storage.exists(prepared.uri):  # a cached result whose files were cleaned away
+        prepared = await prepare.with_options(refresh_cache=True)(*args)
+    return prepared
+
+
+async def training_input(model_id: str, options: PipelineOptions) -> DataRef:
+    """Given training data is used as is; otherwise the source tables are prepared for the model."""
+    if options.training_data:
+        return await fetch(options.training_data)
+    return await prepared_input(model_id, options)
+
+
+def mlflow_links(trained: TrainedModel, summary: ModelSummary) -> list[str]:
+    """Markdown lines linking the MLflow run (with its report plots) and the model version; for a
+    local store the links are relative to the page `mlflow ui --backend-store-uri <uri>` serves."""
+    from models import reports
+    from salesrisk import registry
+
+    lines = []
+    try:
+        uri = registry.configure()
+        client = registry.client()
+        if trained.run_id and trained.compute == "local":
+            run = client.get_run(trained.run_id)
+            lines.append(f"- MLflow run: [{trained.run_id}]({reports.run_link(uri, run.info.experiment_id, trained.run_id)})")
+            plots = [a.path for a in client.list_artifacts(trained.run_id, reports.REPORT_PATH) if a.path.endswith(".png")]
+            if plots:
+                lines.append(f"- report plots on the run: {', '.join(f'`{p}`' for p in plots)}")
+        if summary.version:
+            link = reports.model_version_link(uri, summary.registered_name, summary.version)
+            lines.append(f"- model version: [{summary.registered_name} v{summary.version}]({link})")
+        if uri.startswith(("sqlite:", "file:")):
+            lines.append(f"- open with `mlflow ui --backend-store-uri {uri}` and append the link to its address")
+    except Exception as error:  # noqa: BLE001 - links are a convenience; the artifact must still be written
+        lines.append(f"- MLflow links unavailable: {type(error).__name__}: {error}")
+    return lines or [f"- MLflow run `{trained.run_id}`"]
+
+
+def metrics_markdown(trained: TrainedModel, summary: ModelSummary) -> str:
+    rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in sorted(trained.metrics.items()))
+    links = "\n".join(mlflow_links(trained, summary))
+    return (
+        f"# {summary.registered_name} v{summary.version or '-'}\n\n"
+        f"| metric | value |\n|---|---|\n{rows}\n\n"
+        f"- gate (champion/challenger): {summary.decision}\n- endpoint `{summary.endpoint_key}`: {summary.scoring_url or 'not deployed'}\n"
+        f"{links}\n"
+    )
+
+
+async def run_model_pipeline(model_id: str, options: PipelineOptions) -> ModelSummary:
+    logger = get_run_logger()
+    industry = options.params.get("industry_id")
+    model_name = options.model_name or catalog.registered_name(model_id, industry)
+    endpoint_key = catalog.endpoint_key(model_id, industry)
+    compute = options.compute or get_settings().compute
+
+    data = await training_input(model_id, options)
+    trained = await train(model_id, data, model_name, options.params, compute)
+    decision = await evaluate(trained, endpoint_key, options.force)
+
+    scoring_url = None
+    if options.deploy and decision.promote:
+        sample = held_out_rows(trained).head(SMOKE_ROWS).to_pandas()
+        with transaction():
+            version = register(trained, decision)
+            scoring_url = deploy_task(endpoint_key, model_name, version, sample).scoring_url
+    else:
+        version = register(trained, decision)
+        live = endpoints.current(endpoint_key)
+        scoring_url = live.scoring_url if live and live.model_name == model_name else None
+        logger.info("%s v%s registered, not deployed: %s", model_name, version,
+                    "deploy switched off" if not options.deploy else decision.reason)
+
+    summary = ModelSummary(
+        model_id=model_id,
+        registered_name=model_name,
+        version=version,
+        metrics=trained.metrics,
+        endpoint_key=endpoint_key,
+        scoring_url=scoring_url,
+        decision=decision.reason,
+    )
+    await create_markdown_artifact(
+        markdown=metrics_markdown(trained, summary),
+        key=f"metrics-{model_name}".lower().replace("_", "-"),
+        description=f"metrics of {model_name}",
+    )
+    return summary

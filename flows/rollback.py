@@ -1,0 +1,33 @@
+"""Flow `rollback-model`: move an endpoint's traffic back to the previous or a given version."""
+
+from __future__ import annotations
+
+from flows import cli  # first: flows/__init__ sets process defaults before Prefect loads
+
+import asyncio
+from dataclasses import asdict
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from deployments import endpoints
+from salesrisk import catalog
+
+
+@flow(name="rollback-model")
+async def rollback_model(endpoint: str, to_version: str | None = None, reason: str = "manual rollback") -> dict:
+    """Serve the previous deployment of ENDPOINT again, or registered version TO_VERSION."""
+    if endpoint not in catalog.ENDPOINT_KEYS:
+        raise ValueError(f"endpoint={endpoint!r}: expected one of {', '.join(catalog.ENDPOINT_KEYS)}")
+    result = await asyncio.to_thread(endpoints.rollback, endpoint, to_version, reason)
+    get_run_logger().info("%s now serves %s v%s (%s)", endpoint, result.model_name, result.version, reason)
+    await create_markdown_artifact(
+        markdown=f"# Rollback of `{endpoint}`\n\nNow serving **{result.model_name} v{result.version}** "
+        f"(was v{result.previous_version}).\n\nReason: {reason}\n",
+        key=f"rollback-{endpoint}".replace("_", "-"),
+    )
+    return asdict(result)
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.main(rollback_model, render=str))

@@ -1,0 +1,209 @@
+"""Anomaly detection: a scikit-learn IsolationForest with its scaling inside one Pipeline.
+
+``python -m models.anomaly --training-data URI --output DIR [--features LIST|auto]
+[--param-contamination 0.1] [--param-n-estimators 100]``
+
+Features default to ``auto`` (every column but identifiers, dates, targets and ``is_anomaly``):
+the runbook's anomaly input is "feature columns only". Numbers are imputed (median) and scaled,
+strings ordinal-encoded (unknown -> -1), all inside the saved Pipeline so serving cannot skip a
+step. Rows are split 80/20 (time-ordered when a date column exists, else seeded and stratified on
+``is_anomaly`` when present); the forest never sees the last part.
+
+metrics.json: with an ``is_anomaly`` column, ``F1`` of the anomaly class on the held-out part (the
+runbook's metric). Without one there is no quality to measure: it holds ``anomaly_rate``, the
+share of held-out rows flagged, which should sit near ``--param-contamination`` (far off means the
+held-out rows do not look like the training rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import polars as pl
+from sklearn.metrics import f1_score
+
+from models import pyfunc_support, splits, tabular, trainer
+from salesrisk import catalog
+
+MODEL_ID = "anomaly"
+LABEL = catalog.ANOMALY_LABEL
+FRACTIONS = (0.8, 0.2)  # train, test
+MIN_ROWS = 10
+
+
+@dataclass(frozen=True)
+class AnomalyParams:
+    contamination: float = 0.1
+    n_estimators: int = 100
+    seed: int = 42
+
+
+@dataclass
+class TrainedAnomaly:
+    pipeline: Any  # sklearn Pipeline(preprocess, IsolationForest)
+    spec: tabular.FeatureSpec
+
+
+def split(df: pl.DataFrame, seed: int = 42) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(train, test)."""
+    train, test = splits.split_positions(df, FRACTIONS, seed, stratify=LABEL if LABEL in df.columns else None)
+    return df[train], df[test]
+
+
+def holdout(df: pl.DataFrame, seed: int = 42) -> pl.DataFrame:
+    """Exactly the rows the forest was not fitted on (same frame, same seed)."""
+    return split(df, seed)[1]
+
+
+def build_pipeline(spec: tabular.FeatureSpec, params: AnomalyParams) -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import IsolationForest
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder, StandardScaler
+
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), list(spec.numeric)),
+            (
+                "categorical",
+                OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1),
+                list(spec.categorical),
+            ),
+        ],
+        remainder="drop",
+    )
+    forest = IsolationForest(
+        n_estimators=params.n_estimators, contamination=params.contamination, random_state=params.seed
+    )
+    return Pipeline([("preprocess", preprocess), ("forest", forest)])
+
+
+def train(train_df: pl.DataFrame, features: Sequence[str], params: AnomalyParams = AnomalyParams()) -> TrainedAnomaly:
+    """Fit the pipeline on ``train_df``'s features (labels are never used); pure."""
+    spec = tabular.feature_spec(train_df, features)
+    pipeline = build_pipeline(spec, params).fit(tabular.model_frame(train_df, spec))
+    return TrainedAnomaly(pipeline, spec)
+
+
+def score_frame(pipeline: Any, spec: tabular.FeatureSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """``anomaly_score`` (higher is more anomalous) and ``is_anomaly`` (the forest's threshold)."""
+    x = tabular.model_frame(frame, spec)
+    return pd.DataFrame(
+        {
+            "anomaly_score": (-pipeline.score_samples(x)).astype("float64"),
+            "is_anomaly": pipeline.predict(x) == -1,
+        }
+    )
+
+
+class AnomalyModel(mlflow.pyfunc.PythonModel):
+    """The served model; the fitted Pipeline is a joblib artifact."""
+
+    def __init__(self, spec: tabular.FeatureSpec) -> None:
+        self.spec = spec
+        self._pipeline: Any = None
+
+    def load_context(self, context: Any) -> None:
+        import joblib
+
+        self._pipeline = joblib.load(context.artifacts["model"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        return score_frame(self._pipeline, self.spec, model_input)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_pipeline": None}
+
+
+def save(trained: TrainedAnomaly, model_dir: Path, example: pl.DataFrame) -> None:
+    """Write ``trained`` as an MLflow pyfunc model at ``model_dir``."""
+    import joblib
+
+    with tempfile.TemporaryDirectory(dir=model_dir.parent) as tmp:
+        path = Path(tmp, "pipeline.joblib")
+        joblib.dump(trained.pipeline, path)
+        input_example = example.select(trained.spec.columns).head(5).to_pandas()
+        pyfunc_support.save_pyfunc(
+            model_dir,
+            AnomalyModel(trained.spec),
+            {"model": str(path)},
+            input_example,
+            ["joblib"],
+            output_example=score_frame(trained.pipeline, trained.spec, input_example),
+            metadata={"model_id": MODEL_ID, "features": trained.spec.to_dict()},
+        )
+
+
+def evaluate(predictor: Any, df: pl.DataFrame) -> dict[str, float]:
+    """``F1`` of the anomaly class when ``df`` has ``is_anomaly`` (rows without a label are
+    skipped), else ``anomaly_rate`` (share flagged)."""
+    if LABEL in df.columns:
+        rows = df.filter(pl.col(LABEL).is_not_null())
+        flagged = predictor.predict(tabular.pandas_input(rows, predictor))["is_anomaly"].to_numpy().astype(bool)
+        actual = rows.get_column(LABEL).cast(pl.Boolean).to_numpy()
+        return {"F1": float(f1_score(actual, flagged, pos_label=True, zero_division=0.0))}
+    flagged = predictor.predict(tabular.pandas_input(df, predictor))["is_anomaly"].to_numpy().astype(bool)
+    return {"anomaly_rate": float(flagged.mean())}
+
+
+def fit(df: pl.DataFrame, features: list[str], args: argparse.Namespace, model_dir: Path) -> trainer.FitResult:
+    from models.contracts import DataContractError
+
+    if df.height < MIN_ROWS:
+        raise DataContractError(
+            args.training_data, "(rows)", f"at least {MIN_ROWS} rows (to train and test)", MIN_ROWS - df.height, [f"{df.height} row(s)"]
+        )
+    train_df, test_df = split(df, args.seed)
+    params = AnomalyParams(args.param_contamination, args.param_n_estimators, args.seed)
+    trained = train(train_df, features, params)
+    save(trained, model_dir, train_df)
+    metrics = evaluate(mlflow.pyfunc.load_model(str(model_dir)), test_df)
+    time_column = splits.time_column(df)
+    return trainer.FitResult(
+        metrics,
+        {
+            "labelled": LABEL in df.columns,
+            "categorical_features": ",".join(trained.spec.categorical),
+            "split": f"time:{time_column}" if time_column else "random",
+            "rows_train": train_df.height,
+            "rows_test": test_df.height,
+        },
+    )
+
+
+def contamination(text: str) -> float:
+    """argparse type: IsolationForest's contamination, a share in (0, 0.5]."""
+    value = float(text)
+    if not 0 < value <= 0.5:
+        raise ValueError(text)
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = trainer.build_parser(MODEL_ID, __doc__.splitlines()[0])
+    defaults = AnomalyParams()
+    parser.set_defaults(features="auto")
+    parser.add_argument("--param-contamination", type=contamination, default=defaults.contamination)
+    parser.add_argument("--param-n-estimators", type=trainer.positive_int, default=defaults.n_estimators)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return trainer.run(MODEL_ID, build_parser(), fit, (), argv)
+
+
+if __name__ == "__main__":
+    # Run the importable copy of this module: what it pickles (the pyfunc model, joblib artifacts)
+    # must name models.anomaly, not __main__, or it will not load in another process.
+    from models.anomaly import main as _main
+
+    raise SystemExit(_main())

@@ -1,0 +1,223 @@
+"""Risk scoring: a CatBoost regressor on ``target_risk``, global or for one industry.
+
+``python -m models.risk_scoring --training-data URI --output DIR [--industry-id ID]
+[--iterations N] [--learning-rate X] [--depth D] [--early-stopping-rounds N]``
+
+Rows are split 64/16/20 into train, validation (early stopping only) and test, in time order by
+``evaluation_date`` when present, so the reported RMSE, MAE and R2 are on rows later than any the
+model saw. The served model explains each score with its three largest signed SHAP contributions,
+because a risk score a seller cannot act on is not much use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import polars as pl
+from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
+from models import pyfunc_support, splits, tabular, trainer
+from salesrisk import catalog
+
+MODEL_ID = "risk_scoring"
+TARGET = catalog.RISK_TARGET
+FRACTIONS = (0.64, 0.16, 0.20)  # train, validation (early stopping), test
+MIN_ROWS = 20
+
+
+@dataclass(frozen=True)
+class RiskParams:
+    iterations: int = 500
+    learning_rate: float = 0.05
+    depth: int = 6
+    early_stopping_rounds: int = 50
+    seed: int = 42
+
+
+@dataclass
+class TrainedRisk:
+    """A fitted regressor with what serving needs to reproduce its inputs and range."""
+
+    model: Any  # catboost.CatBoostRegressor
+    spec: tabular.FeatureSpec
+    target_range: tuple[float, float]
+    best_iteration: int
+
+
+def training_rows(df: pl.DataFrame, industry_id: str | None = None) -> pl.DataFrame:
+    """Rows this model learns from: labelled, and of the one industry when one is asked for."""
+    if industry_id is not None:
+        df = df.filter(pl.col(catalog.INDUSTRY_ID).cast(pl.String) == str(industry_id))
+    return df.filter(pl.col(TARGET).is_not_null())
+
+
+def split(df: pl.DataFrame, seed: int = 42) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(train, validation, test) of already-filtered rows."""
+    train, valid, test = splits.split_positions(df, FRACTIONS, seed)
+    return df[train], df[valid], df[test]
+
+
+def holdout(df: pl.DataFrame, seed: int = 42, *, industry_id: str | None = None) -> pl.DataFrame:
+    """Exactly the rows the trainer tested on and never trained on (same frame, same seed).
+
+    For an industry model pass ``industry_id`` (or a frame already filtered to that industry).
+    """
+    return split(training_rows(df, industry_id), seed)[2]
+
+
+def train(
+    train_df: pl.DataFrame,
+    valid_df: pl.DataFrame,
+    features: Sequence[str],
+    params: RiskParams = RiskParams(),
+) -> TrainedRisk:
+    """Fit with early stopping on ``valid_df``; pure (no files, no tracking)."""
+    from catboost import CatBoostRegressor, Pool
+
+    spec = tabular.feature_spec(train_df, features)
+    model = CatBoostRegressor(
+        loss_function="RMSE",
+        iterations=params.iterations,
+        learning_rate=params.learning_rate,
+        depth=params.depth,
+        random_seed=params.seed,
+        thread_count=2,
+        allow_writing_files=False,
+        verbose=False,
+    )
+    cats = spec.categorical_positions
+    model.fit(
+        Pool(tabular.model_frame(train_df, spec), train_df.get_column(TARGET).to_numpy(), cat_features=cats),
+        eval_set=Pool(tabular.model_frame(valid_df, spec), valid_df.get_column(TARGET).to_numpy(), cat_features=cats),
+        early_stopping_rounds=params.early_stopping_rounds,
+        use_best_model=True,
+    )
+    target = train_df.get_column(TARGET)
+    return TrainedRisk(model, spec, (float(target.min()), float(target.max())), int(model.get_best_iteration() or 0))
+
+
+def score_frame(model: Any, spec: tabular.FeatureSpec, target_range: tuple[float, float], frame: pd.DataFrame) -> pd.DataFrame:
+    """``risk_score`` (clipped to the training target's range) and ``top_factors`` per row."""
+    from catboost import Pool
+
+    pool = Pool(tabular.model_frame(frame, spec), cat_features=spec.categorical_positions)
+    scores = np.clip(model.predict(pool), *target_range)
+    shap = model.get_feature_importance(pool, type="ShapValues")[:, :-1]
+    return pd.DataFrame({"risk_score": scores.astype("float64"), "top_factors": tabular.top_factors(shap, spec.columns)})
+
+
+class RiskScoringModel(mlflow.pyfunc.PythonModel):
+    """The served model; the CatBoost file is an artifact, the rest travels in the pickle."""
+
+    def __init__(self, spec: tabular.FeatureSpec, target_range: tuple[float, float]) -> None:
+        self.spec = spec
+        self.target_range = target_range
+        self._model: Any = None
+
+    def load_context(self, context: Any) -> None:
+        from catboost import CatBoostRegressor
+
+        self._model = CatBoostRegressor()
+        self._model.load_model(context.artifacts["model"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        return score_frame(self._model, self.spec, self.target_range, model_input)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_model": None}
+
+
+def save(trained: TrainedRisk, model_dir: Path, example: pl.DataFrame) -> None:
+    """Write ``trained`` as an MLflow pyfunc model at ``model_dir``."""
+    with tempfile.TemporaryDirectory(dir=model_dir.parent) as tmp:
+        path = Path(tmp, "model.cbm")
+        trained.model.save_model(str(path))
+        input_example = example.select(trained.spec.columns).head(5).to_pandas()
+        output_example = score_frame(trained.model, trained.spec, trained.target_range, input_example)
+        pyfunc_support.save_pyfunc(
+            model_dir,
+            RiskScoringModel(trained.spec, trained.target_range),
+            {"model": str(path)},
+            input_example,
+            ["catboost"],
+            output_example=output_example,
+            metadata={"model_id": MODEL_ID, "target": TARGET, "features": trained.spec.to_dict()},
+        )
+
+
+def evaluate(predictor: Any, df: pl.DataFrame) -> dict[str, float]:
+    """RMSE, MAE and R2 of ``predictor.predict`` on the labelled rows of ``df``."""
+    rows = df.filter(pl.col(TARGET).is_not_null())
+    predicted = predictor.predict(tabular.pandas_input(rows, predictor))["risk_score"].to_numpy(dtype="float64")
+    actual = rows.get_column(TARGET).to_numpy().astype("float64")
+    return {
+        "RMSE": float(root_mean_squared_error(actual, predicted)),
+        "MAE": float(mean_absolute_error(actual, predicted)),
+        "R2": float(r2_score(actual, predicted)),
+    }
+
+
+def fit(df: pl.DataFrame, features: list[str], args: argparse.Namespace, model_dir: Path) -> trainer.FitResult:
+    from models.contracts import DataContractError
+
+    if args.industry_id is not None and catalog.INDUSTRY_ID not in df.columns:
+        raise DataContractError(
+            args.training_data, catalog.INDUSTRY_ID, f"a column named {catalog.INDUSTRY_ID!r} (--industry-id given)", df.height
+        )
+    rows = training_rows(df, args.industry_id)
+    if rows.height < MIN_ROWS:
+        column, where = (catalog.INDUSTRY_ID, f" with {catalog.INDUSTRY_ID} == {args.industry_id!r}") if args.industry_id else (TARGET, "")
+        raise DataContractError(
+            args.training_data,
+            column,
+            f"at least {MIN_ROWS} rows{where} and {TARGET} not null (to train, validate and test)",
+            MIN_ROWS - rows.height,
+            [f"{rows.height} row(s)"],
+        )
+    train_df, valid_df, test_df = split(rows, args.seed)
+    params = RiskParams(args.iterations, args.learning_rate, args.depth, args.early_stopping_rounds, args.seed)
+    trained = train(train_df, valid_df, features, params)
+    save(trained, model_dir, train_df)
+    metrics = evaluate(mlflow.pyfunc.load_model(str(model_dir)), test_df)
+    return trainer.FitResult(
+        metrics,
+        {
+            "best_iteration": trained.best_iteration,
+            "categorical_features": ",".join(trained.spec.categorical),
+            "split": f"time:{splits.time_column(rows)}" if splits.time_column(rows) else "random",
+            "rows_train": train_df.height,
+            "rows_valid": valid_df.height,
+            "rows_test": test_df.height,
+        },
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = trainer.build_parser(MODEL_ID, __doc__.splitlines()[0])
+    defaults = RiskParams()
+    parser.add_argument("--industry-id", default=None, help="train on this industry only (column industry_id)")
+    parser.add_argument("--iterations", type=trainer.positive_int, default=defaults.iterations)
+    parser.add_argument("--learning-rate", type=trainer.positive_float, default=defaults.learning_rate)
+    parser.add_argument("--depth", type=trainer.positive_int, default=defaults.depth)
+    parser.add_argument("--early-stopping-rounds", type=trainer.positive_int, default=defaults.early_stopping_rounds)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return trainer.run(MODEL_ID, build_parser(), fit, catalog.RISK_SCORING_FEATURES, argv)
+
+
+if __name__ == "__main__":
+    # Run the importable copy of this module: what it pickles (the pyfunc model, joblib artifacts)
+    # must name models.risk_scoring, not __main__, or it will not load in another process.
+    from models.risk_scoring import main as _main
+
+    raise SystemExit(_main())

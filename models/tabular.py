@@ -1,0 +1,92 @@
+"""Feature frames for the tabular models: the same casting at training and at serving time.
+
+A model trained on a polars frame is later fed pandas frames from JSON over HTTP, where an
+integer may arrive as 5 or 5.0 and a missing string as None. Casting in one place, used on both
+sides, keeps the two from drifting apart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+MISSING_CATEGORY = "__missing__"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Feature columns in model order, and which of them are categorical (strings)."""
+
+    columns: tuple[str, ...]
+    categorical: tuple[str, ...] = ()
+
+    @property
+    def numeric(self) -> tuple[str, ...]:
+        return tuple(c for c in self.columns if c not in self.categorical)
+
+    @property
+    def categorical_positions(self) -> list[int]:
+        return [i for i, c in enumerate(self.columns) if c in self.categorical]
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"columns": list(self.columns), "categorical": list(self.categorical)}
+
+
+def feature_spec(df: pl.DataFrame, features: Sequence[str]) -> FeatureSpec:
+    """String, categorical and enum columns become categorical features; the rest numeric."""
+    categorical = tuple(
+        name for name in features if df.schema[name] in (pl.String, pl.Categorical) or isinstance(df.schema[name], pl.Enum)
+    )
+    return FeatureSpec(tuple(features), categorical)
+
+
+def model_frame(frame: pd.DataFrame | pl.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """The feature columns in model order: numbers as float64 (NaN for missing), categories as str."""
+    if isinstance(frame, pl.DataFrame):
+        frame = frame.select(spec.columns).to_pandas()
+    missing = [c for c in spec.columns if c not in frame.columns]
+    if missing:
+        raise KeyError(f"input is missing feature columns {missing}")
+    columns: dict[str, pd.Series] = {}
+    for name in spec.columns:
+        values = frame[name].reset_index(drop=True)
+        if name in spec.categorical:
+            columns[name] = values.astype(object).where(values.notna(), MISSING_CATEGORY).astype(str)
+        else:
+            try:
+                columns[name] = pd.to_numeric(values, errors="raise").astype("float64")
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"feature column {name!r}: expected numbers (or null), {error}") from None
+    return pd.DataFrame(columns, index=range(len(frame)))
+
+
+def pandas_input(df: pl.DataFrame, predictor: Any = None) -> pd.DataFrame:
+    """A polars frame as a model's pandas input: categorical columns as plain strings, which is
+    what MLflow's schema check and a JSON request both produce. With a pyfunc ``predictor``, only
+    the columns its signature names (MLflow warns about every other one)."""
+    schema = getattr(getattr(predictor, "metadata", None), "get_input_schema", lambda: None)()
+    if schema is not None and schema.has_input_names():
+        df = df.select([name for name in schema.input_names() if name in df.columns])
+    casts = [
+        pl.col(name).cast(pl.String)
+        for name, dtype in df.schema.items()
+        if dtype == pl.Categorical or isinstance(dtype, pl.Enum)
+    ]
+    return (df.with_columns(casts) if casts else df).to_pandas()
+
+
+def top_factors(contributions: np.ndarray, columns: Sequence[str], k: int = 3) -> list[str]:
+    """Per row, the ``k`` largest contributions by size, signed, as a JSON list of
+    ``{"feature": name, "contribution": value}`` (a string, so it travels in any JSON body)."""
+    names = np.asarray(columns)
+    order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
+    return [
+        json.dumps([{"feature": str(names[j]), "contribution": round(float(row[j]), 6)} for j in idx])
+        for row, idx in zip(contributions, order)
+    ]

@@ -1,0 +1,327 @@
+"""Win probability: CatBoost on closed deals, cross-fitted, then a calibration chosen by Brier.
+
+``python -m models.win_probability --training-data URI --output DIR [--features LIST|auto]
+[--iterations N] [--learning-rate X] [--depth D] [--early-stopping-rounds N] [--cv-folds 5]``
+
+Closed deals (``is_closed``) are split 80/20 into a cross-fitting part and a test part: in time
+order by ``evaluation_date`` when present, else at random stratified on ``target_win`` (so with the
+default seed the test part equals scikit-learn's ``train_test_split(test_size=0.2, stratify=y,
+random_state=42)``). The test part is touched only for the reported Brier, AUC_ROC and ECE.
+
+Why cross-fitting: deals are few (the runbook's minimum is 5k) and a fixed train/calibration cut
+leaves both the classifier and the calibrator short of data. Instead, ``--cv-folds`` classifiers
+each train on all but one fold of the cross-fitting part, stopping early on the fold they left
+out, and score that fold; those out-of-fold log-odds are the held-out calibration data for every
+row. Isotonic or sigmoid (Platt scaling on log-odds, which leaves an already calibrated model
+alone) is chosen by cross-validated Brier on them (a method fitted and scored on the same rows
+would always pick isotonic), then fitted on all of them. Served: the calibrated mean log-odds of
+the fold classifiers; ``top_factors`` are their mean SHAP contributions to that log-odds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import polars as pl
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+from models import pyfunc_support, splits, tabular, trainer
+from salesrisk import catalog
+
+MODEL_ID = "win_probability"
+TARGET = catalog.WIN_TARGET
+FRACTIONS = (0.8, 0.2)  # cross-fitting (train + calibrate), test
+CALIBRATION_METHODS = ("sigmoid", "isotonic")  # on a tie the first, simpler one wins
+CALIBRATION_FOLDS = 5  # for choosing the method on the out-of-fold log-odds
+ECE_BINS = 10
+
+
+@dataclass(frozen=True)
+class WinParams:
+    iterations: int = 1000
+    learning_rate: float = 0.03
+    depth: int = 6
+    early_stopping_rounds: int = 100
+    cv_folds: int = 5
+    seed: int = 42
+
+
+class LogOdds(ClassifierMixin, BaseEstimator):
+    """A classifier whose decision function is its one input column, the log-odds of a win.
+
+    It lets scikit-learn's ``CalibratedClassifierCV`` (around a ``FrozenEstimator``) fit its
+    calibrator on out-of-fold log-odds, and makes its sigmoid method true Platt scaling: given only
+    ``predict_proba`` it would fit the sigmoid on probabilities, a poor form for rare wins.
+    """
+
+    def fit(self, X: Any, y: Any) -> LogOdds:
+        self.classes_ = np.unique(y)
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        return np.asarray(X, dtype="float64")[:, 0]
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+
+
+@dataclass
+class WinModel:
+    """The fold classifiers and the calibrator of their mean log-odds: everything serving needs."""
+
+    classifiers: list[Any]  # catboost.CatBoostClassifier, one per fold
+    calibrator: Any  # CalibratedClassifierCV(FrozenEstimator(LogOdds))
+    spec: tabular.FeatureSpec
+
+    def log_odds(self, x: pd.DataFrame) -> np.ndarray:
+        return np.mean([m.predict(x, prediction_type="RawFormulaVal") for m in self.classifiers], axis=0)
+
+    def probability(self, x: pd.DataFrame) -> np.ndarray:
+        return self.calibrator.predict_proba(self.log_odds(x).reshape(-1, 1))[:, 1]
+
+    def contributions(self, x: pd.DataFrame) -> np.ndarray:
+        """Mean SHAP values over the fold classifiers (additive, so they explain the mean log-odds)."""
+        from catboost import Pool
+
+        pool = Pool(x, cat_features=self.spec.categorical_positions)
+        return np.mean([m.get_feature_importance(pool, type="ShapValues")[:, :-1] for m in self.classifiers], axis=0)
+
+
+@dataclass
+class TrainedWin:
+    model: WinModel
+    method: str
+    calibration_brier: dict[str, float]
+    best_iterations: list[int]
+
+    @property
+    def spec(self) -> tabular.FeatureSpec:
+        return self.model.spec
+
+
+def training_rows(df: pl.DataFrame) -> pl.DataFrame:
+    """Closed deals with a known outcome, ``target_win`` as 0/1."""
+    if catalog.IS_CLOSED in df.columns:
+        df = df.filter(pl.col(catalog.IS_CLOSED).cast(pl.Boolean).fill_null(False))
+    return df.filter(pl.col(TARGET).is_not_null()).with_columns(pl.col(TARGET).cast(pl.Int64))
+
+
+def split(df: pl.DataFrame, seed: int = 42) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(cross-fitting part, test part) of already-filtered rows."""
+    fitting, test = splits.split_positions(df, FRACTIONS, seed, stratify=TARGET)
+    return df[fitting], df[test]
+
+
+def holdout(df: pl.DataFrame, seed: int = 42) -> pl.DataFrame:
+    """Exactly the closed deals the trainer tested on and never trained or calibrated on."""
+    return split(training_rows(df), seed)[1]
+
+
+def expected_calibration_error(y_true: np.ndarray, y_prob: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Share-weighted gap between mean predicted probability and observed win rate, over
+    equal-width probability bins (the usual ECE; scikit-learn has no function for it)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(y_prob, edges[1:-1], right=False), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            total += mask.mean() * abs(float(y_prob[mask].mean()) - float(y_true[mask].mean()))
+    return float(total)
+
+
+def choose_calibration(log_odds: np.ndarray, y: np.ndarray, seed: int) -> dict[str, float]:
+    """Cross-validated Brier of each calibration method on out-of-fold log-odds."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    x = log_odds.reshape(-1, 1)
+    folds = max(2, min(CALIBRATION_FOLDS, int(np.bincount(y).min())))
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return {
+        method: float(-cross_val_score(calibrator(method), x, y, cv=cv, scoring="neg_brier_score").mean())
+        for method in CALIBRATION_METHODS
+    }
+
+
+def calibrator(method: str) -> Any:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    return CalibratedClassifierCV(FrozenEstimator(LogOdds().fit(None, np.array([0, 1]))), method=method)
+
+
+def train(fitting_df: pl.DataFrame, features: Sequence[str], params: WinParams = WinParams()) -> TrainedWin:
+    """Cross-fit the classifiers, then choose and fit the calibration; pure (no files, no tracking)."""
+    from catboost import CatBoostClassifier
+    from sklearn.model_selection import StratifiedKFold
+
+    spec = tabular.feature_spec(fitting_df, features)
+    x, y = tabular.model_frame(fitting_df, spec), fitting_df.get_column(TARGET).to_numpy()
+    out_of_fold = np.zeros(len(y))
+    classifiers, best = [], []
+    folds = StratifiedKFold(n_splits=params.cv_folds, shuffle=True, random_state=params.seed)
+    for fit_rows, score_rows in folds.split(x, y):
+        classifier = CatBoostClassifier(
+            loss_function="Logloss",
+            iterations=params.iterations,
+            learning_rate=params.learning_rate,
+            depth=params.depth,
+            random_seed=params.seed,
+            thread_count=2,
+            allow_writing_files=False,
+            verbose=False,
+            cat_features=spec.categorical_positions,
+        )
+        classifier.fit(
+            x.iloc[fit_rows],
+            y[fit_rows],
+            eval_set=(x.iloc[score_rows], y[score_rows]),
+            early_stopping_rounds=params.early_stopping_rounds,
+            use_best_model=True,
+        )
+        out_of_fold[score_rows] = classifier.predict(x.iloc[score_rows], prediction_type="RawFormulaVal")
+        classifiers.append(classifier)
+        best.append(int(classifier.get_best_iteration() or 0))
+    briers = choose_calibration(out_of_fold, y, params.seed)
+    method = min(CALIBRATION_METHODS, key=lambda m: briers[m])
+    fitted = calibrator(method).fit(out_of_fold.reshape(-1, 1), y)
+    return TrainedWin(WinModel(classifiers, fitted, spec), method, briers, best)
+
+
+def score_frame(model: WinModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """``win_probability`` (calibrated) and ``top_factors`` per row."""
+    x = tabular.model_frame(frame, model.spec)
+    return pd.DataFrame(
+        {
+            "win_probability": model.probability(x).astype("float64"),
+            "top_factors": tabular.top_factors(model.contributions(x), model.spec.columns),
+        }
+    )
+
+
+class WinProbabilityModel(mlflow.pyfunc.PythonModel):
+    """The served model; the :class:`WinModel` is a joblib artifact."""
+
+    def __init__(self) -> None:
+        self._model: WinModel | None = None
+
+    def load_context(self, context: Any) -> None:
+        import joblib
+
+        self._model = joblib.load(context.artifacts["model"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        return score_frame(self._model, model_input)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_model": None}
+
+
+def save(trained: TrainedWin, model_dir: Path, example: pl.DataFrame) -> None:
+    """Write ``trained`` as an MLflow pyfunc model at ``model_dir``."""
+    import joblib
+
+    with tempfile.TemporaryDirectory(dir=model_dir.parent) as tmp:
+        path = Path(tmp, "win_model.joblib")
+        joblib.dump(trained.model, path)
+        input_example = example.select(trained.spec.columns).head(5).to_pandas()
+        pyfunc_support.save_pyfunc(
+            model_dir,
+            WinProbabilityModel(),
+            {"model": str(path)},
+            input_example,
+            ["catboost", "joblib"],
+            output_example=score_frame(trained.model, input_example),
+            metadata={"model_id": MODEL_ID, "target": TARGET, "calibration": trained.method, "features": trained.spec.to_dict()},
+        )
+
+
+def evaluate(predictor: Any, df: pl.DataFrame) -> dict[str, float]:
+    """Brier, AUC_ROC and ECE of ``predictor.predict`` on the closed, labelled deals of ``df``."""
+    rows = training_rows(df)
+    predicted = predictor.predict(tabular.pandas_input(rows, predictor))["win_probability"].to_numpy(dtype="float64")
+    actual = rows.get_column(TARGET).to_numpy()
+    return {
+        "Brier": float(brier_score_loss(actual, predicted)),
+        "AUC_ROC": float(roc_auc_score(actual, predicted)),
+        "ECE": expected_calibration_error(actual, predicted),
+    }
+
+
+def _require_both_classes(source: str, parts: dict[str, tuple[pl.DataFrame, int]]) -> None:
+    from models.contracts import DataContractError
+
+    for name, (part, needed) in parts.items():
+        counts = part.get_column(TARGET).value_counts()
+        if counts.height < 2 or counts.get_column("count").min() < needed:
+            raise DataContractError(
+                source,
+                TARGET,
+                f"at least {needed} wins and {needed} losses among closed deals ({catalog.IS_CLOSED} true) "
+                f"in the {name} part of the split",
+                part.height,
+                [f"{dict(counts.iter_rows())} of {part.height} row(s)"],
+            )
+
+
+def fit(df: pl.DataFrame, features: list[str], args: argparse.Namespace, model_dir: Path) -> trainer.FitResult:
+    rows = training_rows(df)
+    fitting_df, test_df = split(rows, args.seed)
+    _require_both_classes(args.training_data, {"cross-fitting": (fitting_df, args.cv_folds), "test": (test_df, 2)})
+    params = WinParams(args.iterations, args.learning_rate, args.depth, args.early_stopping_rounds, args.cv_folds, args.seed)
+    trained = train(fitting_df, features, params)
+    save(trained, model_dir, fitting_df)
+    metrics = evaluate(mlflow.pyfunc.load_model(str(model_dir)), test_df)
+    time_column = splits.time_column(rows)
+    return trainer.FitResult(
+        metrics,
+        {
+            "calibration": trained.method,
+            **{f"calibration_brier_{m}": round(b, 6) for m, b in trained.calibration_brier.items()},
+            "best_iterations": ",".join(map(str, trained.best_iterations)),
+            "categorical_features": ",".join(trained.spec.categorical),
+            "split": f"time:{time_column}" if time_column else "random-stratified",
+            "rows_cross_fitting": fitting_df.height,
+            "rows_test": test_df.height,
+        },
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = trainer.build_parser(MODEL_ID, __doc__.splitlines()[0])
+    defaults = WinParams()
+    parser.add_argument("--iterations", type=trainer.positive_int, default=defaults.iterations)
+    parser.add_argument("--learning-rate", type=trainer.positive_float, default=defaults.learning_rate)
+    parser.add_argument("--depth", type=trainer.positive_int, default=defaults.depth)
+    parser.add_argument("--early-stopping-rounds", type=trainer.positive_int, default=defaults.early_stopping_rounds)
+    parser.add_argument("--cv-folds", type=cv_folds, default=defaults.cv_folds, help="cross-fitting folds (>= 2)")
+    return parser
+
+
+def cv_folds(text: str) -> int:
+    """argparse type: at least two folds."""
+    value = int(text)
+    if value < 2:
+        raise ValueError(text)
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return trainer.run(MODEL_ID, build_parser(), fit, catalog.WIN_PROBABILITY_FEATURES, argv)
+
+
+if __name__ == "__main__":
+    # Run the importable copy of this module: what it pickles (the pyfunc model, joblib artifacts)
+    # must name models.win_probability, not __main__, or it will not load in another process.
+    from models.win_probability import main as _main
+
+    raise SystemExit(_main())

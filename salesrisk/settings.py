@@ -1,0 +1,91 @@
+"""One typed settings object, read from the environment.
+
+Defaults need nothing, so a fresh clone runs on one laptop. Azure settings are optional until an
+Azure backend is asked for; then :meth:`Settings.require_azure` names the missing variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class MissingSettingError(RuntimeError):
+    """An Azure backend was asked for but one of its environment variables is unset."""
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Every knob the project reads, with the environment variable that sets it."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    lake: str = Field("./lake", validation_alias=_env("SALESRISK_LAKE"))
+    compute: Literal["local", "azureml"] = Field("local", validation_alias=_env("SALESRISK_COMPUTE"))
+    serving: Literal["local", "azureml"] = Field("local", validation_alias=_env("SALESRISK_SERVING"))
+    home: Path = Field(Path("./.salesrisk"), validation_alias=_env("SALESRISK_HOME"))
+    serve_host: str = Field("127.0.0.1", validation_alias=_env("SALESRISK_SERVE_HOST"))
+    serve_port: int = Field(8765, validation_alias=_env("SALESRISK_SERVE_PORT"))
+    endpoint_key: SecretStr | None = Field(None, validation_alias=_env("SALESRISK_ENDPOINT_KEY"))
+    endpoint_map: Path = Field(
+        Path("config/endpoints.yaml"), validation_alias=_env("SALESRISK_ENDPOINT_MAP")
+    )
+    mlflow_tracking_uri: str = Field(
+        "sqlite:///mlflow.db", validation_alias=_env("MLFLOW_TRACKING_URI")
+    )
+    azure_storage_connection_string: SecretStr | None = Field(
+        None,
+        validation_alias=_env(
+            "SALESRISK_AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_CONNECTION_STRING"
+        ),
+    )
+    azure_ml_subscription_id: str | None = Field(
+        None, validation_alias=_env("AZURE_ML_SUBSCRIPTION_ID")
+    )
+    azure_ml_resource_group: str | None = Field(None, validation_alias=_env("AZURE_ML_RESOURCE_GROUP"))
+    azure_ml_workspace_name: str | None = Field(None, validation_alias=_env("AZURE_ML_WORKSPACE_NAME"))
+    azure_ml_compute: str = Field("cpu-cluster", validation_alias=_env("AZURE_ML_COMPUTE"))
+    deploy_instance_type: str = Field("Standard_DS2_v2", validation_alias=_env("DEPLOY_INSTANCE_TYPE"))
+    deploy_instance_count: int = Field(1, ge=1, validation_alias=_env("DEPLOY_INSTANCE_COUNT"))
+    # --- monitor-models (docs/model-monitoring.md). The defaults are the "no better than a coin"
+    # lines: a constant 0.5 forecast has Brier 0.25, AUC 0.5 and RMSE 0.5 against 0/1 outcomes.
+    monitor_psi_threshold: float = Field(0.2, gt=0, validation_alias=_env("SALESRISK_MONITOR_PSI_THRESHOLD"))
+    monitor_ks_pvalue: float = Field(0.01, gt=0, lt=1, validation_alias=_env("SALESRISK_MONITOR_KS_PVALUE"))
+    monitor_brier_max: float = Field(0.25, gt=0, validation_alias=_env("SALESRISK_MONITOR_BRIER_MAX"))
+    monitor_auc_min: float = Field(0.55, ge=0, le=1, validation_alias=_env("SALESRISK_MONITOR_AUC_MIN"))
+    monitor_risk_rmse_max: float = Field(0.5, gt=0, validation_alias=_env("SALESRISK_MONITOR_RISK_RMSE_MAX"))
+    monitor_mape_max: float = Field(25.0, gt=0, validation_alias=_env("SALESRISK_MONITOR_MAPE_MAX"))
+    monitor_window_days: int = Field(7, ge=1, validation_alias=_env("SALESRISK_MONITOR_WINDOW_DAYS"))
+    # how far back logged predictions are matched with outcomes that arrived since (deals take weeks)
+    monitor_outcome_days: int = Field(120, ge=1, validation_alias=_env("SALESRISK_MONITOR_OUTCOME_DAYS"))
+    monitor_min_rows: int = Field(100, ge=1, validation_alias=_env("SALESRISK_MONITOR_MIN_ROWS"))
+    # JSON: model id or endpoint key -> none | retrain | rollback, e.g. {"win_probability": "retrain"}
+    monitor_actions: dict[str, Literal["none", "retrain", "rollback"]] = Field(
+        default_factory=dict, validation_alias=_env("SALESRISK_MONITOR_ACTIONS")
+    )
+
+    def require_azure(self) -> tuple[str, str, str]:
+        """Return (subscription, resource group, workspace) or name the first missing variable."""
+        values = {
+            "AZURE_ML_SUBSCRIPTION_ID": self.azure_ml_subscription_id,
+            "AZURE_ML_RESOURCE_GROUP": self.azure_ml_resource_group,
+            "AZURE_ML_WORKSPACE_NAME": self.azure_ml_workspace_name,
+        }
+        missing = [name for name, value in values.items() if not value]
+        if missing:
+            raise MissingSettingError(
+                f"Azure ML backend requested but {', '.join(missing)} is not set; "
+                "export it (see docs/runbook.md) or use SALESRISK_COMPUTE=local"
+            )
+        return tuple(values.values())  # type: ignore[return-value]
+
+
+def get_settings() -> Settings:
+    """Read the settings now; not cached, so tests and flows see the current environment."""
+    return Settings()

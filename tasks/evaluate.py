@@ -1,0 +1,93 @@
+"""Champion/challenger: score the candidate and the serving version on the same held-out rows."""
+
+from __future__ import annotations
+
+import asyncio
+
+import importlib
+from typing import Any
+
+import polars as pl
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from deployments import endpoints
+from models import gate
+from salesrisk import registry, storage
+from tasks.refs import TrainedModel
+
+
+def held_out_rows(trained: TrainedModel) -> pl.DataFrame:
+    """The rows the candidate did not train on, found by the trainer's own split."""
+    module = importlib.import_module(f"models.{trained.model_id}")
+    data = storage.read_parquet(trained.training_data.uri)
+    industry = trained.params.get("industry_id")
+    if industry and "industry_id" in data.columns:
+        data = data.filter(pl.col("industry_id").cast(pl.String) == str(industry))
+    return module.holdout(data, seed=int(trained.params.get("seed", 42)))
+
+
+def score(model_id: str, model_uri: str, rows: pl.DataFrame) -> dict[str, float]:
+    import mlflow
+
+    registry.configure()
+    module = importlib.import_module(f"models.{model_id}")
+    return module.evaluate(mlflow.pyfunc.load_model(model_uri), rows)
+
+
+def serving_version_of(trained: TrainedModel, endpoint_key: str) -> tuple[str, str | None] | None:
+    """The version now serving this model's endpoint, with the run that produced it."""
+    live = endpoints.current(endpoint_key)
+    if live is None or live.model_name != trained.model_name:
+        return None
+    run_id = registry.client().get_model_version(live.model_name, live.version).run_id
+    return live.version, run_id
+
+
+def decision_markdown(trained: TrainedModel, decision: gate.GateDecision) -> str:
+    names = sorted(set(decision.candidate) | set(decision.champion or {}))
+    rows = "\n".join(
+        f"| {name} | {decision.candidate.get(name, float('nan')):.4f} | "
+        f"{(decision.champion or {}).get(name, float('nan')):.4f} |"
+        for name in names
+    )
+    verdict = "promote" if decision.promote else "keep the champion"
+    return (
+        f"# {trained.model_name}: {verdict}\n\n{decision.reason}\n\n"
+        f"| metric | candidate | champion |\n|---|---|---|\n{rows}\n\n"
+        f"MLflow run: `{trained.run_id}`; training data `{trained.training_data.uri}`\n"
+    )
+
+
+def gate_candidate(trained: TrainedModel, endpoint_key: str, force: bool = False) -> gate.GateDecision:
+    logger = get_run_logger()
+    rows = held_out_rows(trained)
+    candidate = score(trained.model_id, trained.model_uri, rows)
+    champion: dict[str, Any] | None = None
+    serving = serving_version_of(trained, endpoint_key)
+    if serving is not None and serving[1] == trained.run_id and not force:
+        decision = gate.GateDecision(
+            promote=False,
+            reason=f"version {serving[0]} from this very run is already serving",
+            candidate=candidate,
+            champion=candidate,
+            forced=False,
+        )
+    else:
+        if serving is not None:
+            champion = score(trained.model_id, registry.model_uri(trained.model_name, serving[0]), rows)
+        decision = gate.decide(candidate, champion, force=force)
+    logger.info("gate for %s: %s", trained.model_name, decision.reason)
+    create_markdown_artifact(
+        markdown=decision_markdown(trained, decision),
+        key=f"gate-{trained.model_name}".lower().replace("_", "-"),
+        description=f"champion/challenger decision for {trained.model_name}",
+        _sync=True,  # runs in a worker thread of an async flow
+    )
+    return decision
+
+
+@task(name="evaluate", task_run_name="evaluate {trained.model_name}", cache_policy=NO_CACHE)
+async def evaluate(trained: TrainedModel, endpoint_key: str, force: bool = False) -> gate.GateDecision:
+    return await asyncio.to_thread(gate_candidate, trained, endpoint_key, force)

@@ -1,0 +1,92 @@
+"""Register and deploy, run together in one Prefect transaction by the flows.
+
+When deploy fails, the registration's rollback hook removes the version it created, so nothing is
+left half-promoted and the endpoint keeps serving what it served before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.transactions import Transaction
+
+from deployments import endpoints
+from models import gate
+from salesrisk import registry
+from tasks.policies import RETRY_OPTIONS, ml_code_fingerprint
+from tasks.refs import TrainedModel
+
+
+def version_tags(trained: TrainedModel, decision: gate.GateDecision) -> dict[str, Any]:
+    tags: dict[str, Any] = {
+        "model_id": trained.model_id,
+        "data_fingerprint": trained.training_data.fingerprint,
+        "training_data": trained.training_data.uri,
+        "code_version": ml_code_fingerprint(),
+        "gate_promote": decision.promote,
+        "gate_reason": decision.reason,
+    }
+    tags.update({f"param.{k}": v for k, v in trained.params.items()})
+    tags.update({f"metric.{k}": round(v, 6) for k, v in trained.metrics.items()})
+    tags.update({f"gate.candidate.{k}": round(v, 6) for k, v in decision.candidate.items()})
+    tags.update({f"gate.champion.{k}": round(v, 6) for k, v in (decision.champion or {}).items()})
+    return tags
+
+
+def existing_version(name: str, run_id: str | None) -> str | None:
+    """A rerun from the cache must not register the same run twice."""
+    if run_id is None:
+        return None
+    found = registry.client().search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    return str(found[0].version) if found else None
+
+
+def register_new(trained: TrainedModel, tags: dict[str, Any]) -> str:
+    """A local run's model goes to the MLflow registry; an Azure ML job's to its workspace."""
+    if trained.compute == "azureml":
+        from deployments.azureml.registration import register_job_model
+
+        return register_job_model(trained.model_name, trained.run_id or "", metrics=trained.metrics, tags=tags)
+    return registry.register_run_model(trained.run_id or "", trained.model_name, tags=tags)
+
+
+@task(name="register", task_run_name="register {trained.model_name}", cache_policy=NO_CACHE, **RETRY_OPTIONS)
+def register(trained: TrainedModel, decision: gate.GateDecision) -> str:
+    logger = get_run_logger()
+    tags = version_tags(trained, decision)
+    version = None if trained.compute == "azureml" else existing_version(trained.model_name, trained.run_id)
+    if version is None:
+        version = register_new(trained, tags)
+        logger.info("registered %s version %s", trained.model_name, version)
+        created = True
+    else:
+        registry.set_version_tags(trained.model_name, version, tags)
+        logger.info("%s: run already registered as version %s", trained.model_name, version)
+        created = False
+    txn = Transaction.get_active()
+    if txn is not None:
+        txn.set("registered", {"name": trained.model_name, "version": version, "created": created})
+    return version
+
+
+@register.on_rollback
+def _unregister(txn: Transaction) -> None:
+    """Deploy failed after registration: remove the version this run created, keep older ones."""
+    registered = txn.get("registered", None)
+    if registered and registered["created"]:
+        registry.delete_version(registered["name"], registered["version"])
+
+
+@task(
+    name="deploy",
+    task_run_name="deploy {model_name} v{version} -> {endpoint_key}",
+    cache_policy=NO_CACHE,
+    **RETRY_OPTIONS,
+)
+def deploy(endpoint_key: str, model_name: str, version: str, sample: pd.DataFrame | None = None) -> endpoints.DeployResult:
+    result = endpoints.deploy(endpoint_key, model_name, version, sample=sample)
+    get_run_logger().info("%s v%s serves %s at %s", model_name, version, endpoint_key, result.scoring_url)
+    return result

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import pytest
+
+from salesrisk.settings import MissingSettingError, Settings
+
+
+def test_defaults_need_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SALESRISK_LAKE", "SALESRISK_COMPUTE", "MLFLOW_TRACKING_URI", "DEPLOY_INSTANCE_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.lake == "./lake"
+    assert settings.compute == "local"
+    assert settings.deploy_instance_type == "Standard_DS2_v2"
+    assert settings.deploy_instance_count == 1
+    assert settings.mlflow_tracking_uri == "sqlite:///mlflow.db"
+
+
+def test_runbook_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEPLOY_INSTANCE_TYPE", "Standard_F4s_v2")
+    monkeypatch.setenv("DEPLOY_INSTANCE_COUNT", "3")
+    monkeypatch.setenv("SALESRISK_COMPUTE", "azureml")
+    settings = Settings()
+    assert (settings.deploy_instance_type, settings.deploy_instance_count, settings.compute) == (
+        "Standard_F4s_v2", 3, "azureml")
+
+
+def test_missing_azure_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_ML_SUBSCRIPTION_ID", "sub")
+    monkeypatch.setenv("AZURE_ML_RESOURCE_GROUP", "rg")
+    monkeypatch.delenv("AZURE_ML_WORKSPACE_NAME", raising=False)
+    with pytest.raises(MissingSettingError, match="AZURE_ML_WORKSPACE_NAME"):
+        Settings().require_azure()
+
+
+def test_bad_compute_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SALESRISK_COMPUTE", "gpu-farm")
+    with pytest.raises(ValueError, match="SALESRISK_COMPUTE"):
+        Settings()

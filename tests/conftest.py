@@ -1,0 +1,24 @@
+"""Session-wide isolation: every test session gets its own lake, MLflow DB, Prefect home and keys.
+
+Nothing a test writes lands in the working tree, and nothing on the developer's machine leaks in.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="salesrisk-tests-"))
+os.environ["SALESRISK_TEST_ROOT"] = str(_SESSION_DIR)
+os.environ["PREFECT_HOME"] = str(_SESSION_DIR / "prefect")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.pop("PREFECT_API_URL", None)
+os.environ["MPLCONFIGDIR"] = str(_SESSION_DIR / "mpl")
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_DIR / 'mlflow.db'}"
+os.environ["SALESRISK_LAKE"] = str(_SESSION_DIR / "lake")
+os.environ["SALESRISK_HOME"] = str(_SESSION_DIR / "home")
+os.environ["SALESRISK_ENDPOINT_MAP"] = str(_SESSION_DIR / "config" / "endpoints.yaml")
+for _name in list(os.environ):
+    if _name.startswith("AZURE_ML_") or _name.endswith("CONNECTION_STRING"):
+        os.environ.pop(_name)

@@ -1,0 +1,68 @@
+"""The inference log writer on its own: batching, partition layout, retry, flush on close."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+import polars as pl
+
+from deployments.inference_log import InferenceLog, ScoredBatch, table_uri
+from salesrisk import storage
+
+
+def _batch(i: int, rows: int = 3, endpoint: str = "anomaly", at: float | None = None) -> ScoredBatch:
+    frame = pd.DataFrame({"amount": [float(i + r) for r in range(rows)], "stage": [float(r) for r in range(rows)]})
+    outputs = json.dumps([{"prediction": r} for r in range(rows)]).encode()
+    return ScoredBatch(endpoint, "blue", "m", "7", f"req-{i}", at or time.time(), frame, outputs)
+
+
+def test_close_writes_everything_pending_into_endpoint_and_date_partitions(tmp_path):
+    lake = str(tmp_path / "lake")
+    log = InferenceLog(lake, flush_rows=10_000, flush_seconds=3600)
+    log.start()
+    yesterday = time.time() - 86_400
+    for i in range(5):
+        log.submit(_batch(i))
+    log.submit(_batch(99, endpoint="win_probability", at=yesterday))
+    log.close()
+
+    table = storage.read_parquet(table_uri(lake)).sort("request_id")
+    assert table.height == 6 and log.written_rows == 18 and log.dropped_rows == 0
+    assert set(table["endpoint"]) == {"anomaly", "win_probability"}
+    dates = dict(zip(table["request_id"], table["date"].cast(pl.String)))
+    assert dates["req-99"] == time.strftime("%Y-%m-%d", time.gmtime(yesterday))
+    first = table.filter(pl.col("request_id") == "req-1").row(0, named=True)
+    assert json.loads(first["inputs"]) == [{"amount": 1.0, "stage": 0.0}, {"amount": 2.0, "stage": 1.0}, {"amount": 3.0, "stage": 2.0}]
+    assert json.loads(first["outputs"]) == [{"prediction": 0}, {"prediction": 1}, {"prediction": 2}]
+    assert (first["model_name"], first["model_version"], first["deployment"], first["rows"]) == ("m", "7", "blue", 3)
+
+
+def test_flushes_when_enough_rows_pile_up(tmp_path):
+    lake = str(tmp_path / "lake")
+    log = InferenceLog(lake, flush_rows=6, flush_seconds=3600)
+    log.start()
+    try:
+        log.submit(_batch(1))
+        log.submit(_batch(2))  # 6 rows: wakes the writer without waiting for the hour
+        deadline = time.monotonic() + 20
+        while log.written_rows < 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert log.written_rows == 6
+    finally:
+        log.close()
+
+
+def test_a_failed_write_is_retried_not_lost(tmp_path):
+    blocked = tmp_path / "lake"
+    blocked.write_text("a file where the lake folder should be")
+    log = InferenceLog(str(blocked), flush_rows=10_000, flush_seconds=0.05)
+    log.start()
+    log.submit(_batch(1))
+    time.sleep(0.5)
+    assert log.written_rows == 0
+    blocked.unlink()  # the lake comes back
+    log.close()
+    assert log.written_rows == 3 and log.dropped_rows == 0
+    assert storage.read_parquet(table_uri(str(blocked)))["request_id"].to_list() == ["req-1"]
