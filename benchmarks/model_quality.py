@@ -1,7 +1,7 @@
 """Model quality on real data, and on generated data against the generator's own truth.
 
 Usage: .venv/bin/python -m benchmarks.model_quality [--data ../shared/data]
-       [--only uci,maven,odds,generated,sequence] [--odds-seeds 3] [--no-readme]
+       [--only uci,maven,odds,generated,sequence] [--odds-seeds 3] [--no-readme] [--render-only]
 
 Every model is trained the way a job trains it, through its command line
 (``python -m models.<name> --training-data ... --output ...``, in a fresh process with its own
@@ -87,9 +87,12 @@ Notes (risk_scoring, win_probability, anomaly):
 - Maven: no pre-outcome field predicts the outcome (AUC near 0.5, as the data README says for this
   simulated CRM); with close_value the same command reaches AUC near 1, so the check would catch
   that leak.
-- ODDS: the listed figures are single fits; plain IsolationForest in this run (median of seeds)
-  lands a little below several of them too, so misses of a few thousandths are within seed noise.
-  The held-out rows carry 4 (wbc) to 15 (satimage-2) outliers per seed, hence their wide range.
+- ODDS: why a whole-file figure can miss the listed one: our model is fitted on 80 % of the file
+  (the trainer always holds 20 % out) while the listed figures and the same-run plain
+  IsolationForest fit all of it; the figures are medians of 3 seeds whose spread is in the note
+  column; and the listed figures are single fits that plain IsolationForest in this run does not
+  always reach either. No parameter was tuned to close a gap. The held-out rows carry 4 (wbc) to
+  about 700 (shuttle) outliers per seed, hence the wide ranges of the small files.
 - anomaly without an is_anomaly column: metrics.json holds anomaly_rate (share of held-out rows
   flagged) instead of F1, which the runbook logs only when labels exist.
 - Generated lake: prepared with --no-top-up so every held-out row has the generator's truth;
@@ -423,7 +426,7 @@ def prepared(lake: Path, model_id: str, work: Path) -> Path:
 def generated(work: Path) -> tuple[list[Row], list[Timing]]:
     from sklearn.metrics import brier_score_loss, f1_score, mean_squared_error, roc_auc_score
 
-    from models import anomaly, risk_scoring, win_probability
+    from models import anomaly, risk_scoring, tabular, win_probability
     from models.synthetic import TRUTH_OPPORTUNITIES
 
     lake = generated_lake(work)
@@ -437,7 +440,8 @@ def generated(work: Path) -> tuple[list[Row], list[Timing]]:
     frame = pl.read_parquet(path)
     trained = train_cli("risk_scoring", path, work / "out-gen-risk", work)
     held = risk_scoring.holdout(frame).join(truth, on=["tenant_id", "opportunity_id"], how="left")
-    predicted = trained.model().predict(held.drop("true_win_probability").to_pandas())["risk_score"].to_numpy()
+    model = trained.model()
+    predicted = model.predict(tabular.pandas_input(held, model))["risk_score"].to_numpy()
     true_risk = 1.0 - held["true_win_probability"].to_numpy()
     constant = np.full(held.height, risk_scoring.split(frame)[0]["target_risk"].mean())
     data = f"generated lake ({frame.height} closed deals), time split"
@@ -452,7 +456,8 @@ def generated(work: Path) -> tuple[list[Row], list[Timing]]:
     frame = pl.read_parquet(path)
     trained = train_cli("win_probability", path, work / "out-gen-win", work)
     held = win_probability.holdout(frame).join(truth, on=["tenant_id", "opportunity_id"], how="left")
-    predicted = trained.model().predict(held.drop("true_win_probability").to_pandas())["win_probability"].to_numpy()
+    model = trained.model()
+    predicted = model.predict(tabular.pandas_input(held, model))["win_probability"].to_numpy()
     p_true, won = held["true_win_probability"].to_numpy(), held["target_win"].to_numpy()
     data = f"generated lake ({frame.height} closed deals), time split"
     rows += [
@@ -467,7 +472,8 @@ def generated(work: Path) -> tuple[list[Row], list[Timing]]:
     frame = pl.read_parquet(path)
     trained = train_cli("anomaly", path, work / "out-gen-anomaly", work)
     held = anomaly.holdout(frame)
-    scored = trained.model().predict(held.to_pandas())
+    model = trained.model()
+    scored = model.predict(tabular.pandas_input(held, model))
     label = held["is_anomaly"].to_numpy().astype(bool)
     chance = f1_score(label, np.random.default_rng(0).random(label.size) < 0.1)
     data = f"generated lake ({frame.height} open evaluations, {label.mean():.1%} injected), time split"
@@ -533,6 +539,10 @@ def render(rows: list[Row], timings: list[Timing], skipped: list[str], seconds: 
     if skipped:
         lines += ["", "Skipped: " + "; ".join(skipped)]
     lines += ["", NOTES.strip()]
+    missed = [r for r in rows if r.met is False]
+    if missed:
+        lines += ["", "Targets missed in this run:"]
+        lines += [f"- {r.model}, {r.data}, {r.metric}: {r.value:.4f} vs target {r.target} (baseline: {r.baseline or '-'})" for r in missed]
     if timings:
         lines += [
             "",
@@ -564,8 +574,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="uci,maven,odds,generated,sequence")
     parser.add_argument("--odds-seeds", type=int, default=3)
     parser.add_argument("--no-readme", action="store_true", help="print the table, leave README.md alone")
+    parser.add_argument(
+        "--render-only", action="store_true", help="re-render README.md from the last run's results.json, train nothing"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.render_only:
+        last = json.loads((WORK / "results.json").read_text())
+        section = render(
+            [Row(**r) for r in last["rows"]], [Timing(**t) for t in last["timings"]], last["skipped"], last["seconds"]
+        )
+        print(section)
+        if not args.no_readme:
+            write_readme(section)
+        return 0
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -603,9 +625,11 @@ def main(argv: list[str] | None = None) -> int:
         rows += new_rows
         timings += new_timings
         log.info("%s done in %.0f s", name, time.perf_counter() - case_started)
-    section = render(rows, timings, skipped, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    section = render(rows, timings, skipped, seconds)
     print(section)
-    (WORK / "results.json").write_text(json.dumps({"rows": [asdict(r) for r in rows], "timings": [asdict(t) for t in timings]}, indent=2, default=str))
+    results = {"rows": [asdict(r) for r in rows], "timings": [asdict(t) for t in timings], "skipped": skipped, "seconds": seconds}
+    (WORK / "results.json").write_text(json.dumps(results, indent=2, default=str))
     if not args.no_readme:
         write_readme(section)
     return 0

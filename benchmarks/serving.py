@@ -183,11 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds the counts are split into")
     parser.add_argument("--max-seconds", type=float, default=20.0, help="time cap per contender and round")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (models, lake, logs)")
+    parser.add_argument("--deferred-log", action="store_true",
+                        help="also time a second salesrisk server whose inference log is written only at shutdown "
+                             "(shows what the background writer costs on this machine)")
     args = parser.parse_args(argv)
 
     WORK.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="serving-", dir=WORK))
-    port, mlflow_port = free_port(), free_port()
+    port, mlflow_port, deferred_port = free_port(), free_port(), free_port()
     key = secrets.token_urlsafe(32)
     os.environ.update(
         {
@@ -219,9 +222,15 @@ def main(argv: list[str] | None = None) -> int:
         processes.append(subprocess.Popen(["mlflow", "models", "serve", "-m", model_dir, "--env-manager", "local",
                                            "-h", "127.0.0.1", "-p", str(mlflow_port)],
                                           cwd=work, stdout=log, stderr=subprocess.STDOUT))
+        if args.deferred_log:
+            processes.append(subprocess.Popen([sys.executable, "-m", "deployments.serve", "--port", str(deferred_port),
+                                               "--log-level", "warning", "--log-flush-seconds", "86400",
+                                               "--log-flush-rows", str(10**9)],
+                                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+            wait_http(deferred_port, "/health", processes[2])
         wait_http(port, "/health", processes[0])
         wait_http(mlflow_port, "/ping", processes[1])
-        results = run(args, port, mlflow_port, key, model_dir)
+        results = run(args, port, mlflow_port, key, model_dir, deferred_port if args.deferred_log else None)
     finally:
         for process in processes:
             stop(process)
@@ -231,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run(args: argparse.Namespace, port: int, mlflow_port: int, key: str, model_dir: str) -> dict[tuple[str, int], Series]:
+def run(
+    args: argparse.Namespace, port: int, mlflow_port: int, key: str, model_dir: str, deferred_port: int | None
+) -> dict[tuple[str, int], Series]:
     import mlflow.pyfunc
 
     x, _ = generate(20_000, seed=1)
@@ -258,6 +269,10 @@ def run(args: argparse.Namespace, port: int, mlflow_port: int, key: str, model_d
             (anchor.name, anchor),
             ("in-process predict", lambda i, frames=frames: model.predict(frames[i % len(frames)])),
         ]
+        if deferred_port is not None:
+            deferred = HttpContender("salesrisk serve, log written at exit", deferred_port, "/score/win_probability",
+                                     {**json_headers, "Authorization": f"Bearer {key}"}, ours(frames))
+            contenders[rows].insert(1, (deferred.name, deferred))
     results: dict[tuple[str, int], Series] = {}
     for rows, count in ((1, args.single), (1000, args.batch)):
         per_round = max(1, count // args.rounds)

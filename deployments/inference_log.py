@@ -8,7 +8,8 @@ Layout: ``<lake>/ml_inference_logs/endpoint=<key>/date=<YYYY-MM-DD>/part-<time>-
 one row per scored batch (request) with columns ``request_id``, ``logged_at`` (UTC),
 ``deployment``, ``model_name``, ``model_version``, ``rows``, ``inputs`` and ``outputs``. Inputs
 and outputs are JSON arrays of records (one object per row), so the table has one schema whatever
-the model; to get one row per scored row::
+the model; inputs hold the model's columns plus ``tenant_id`` / ``opportunity_id`` when the client
+sent them. To get one row per scored row::
 
     pl.scan_parquet(".../ml_inference_logs/endpoint=win_probability/**/*.parquet")
       .with_columns(pl.col("inputs").str.json_decode(pl.List(pl.Struct({...}))))
@@ -44,6 +45,13 @@ class ScoredBatch:
     at: float  # time.time()
     inputs: pd.DataFrame
     outputs: bytes  # the JSON records returned to the client
+    identifiers: dict[str, list] | None = None  # e.g. opportunity_id sent beside the features
+
+    def logged_inputs(self) -> pd.DataFrame:
+        """The model's input frame with the identifiers the client sent, first."""
+        if not self.identifiers:
+            return self.inputs
+        return pd.concat([pd.DataFrame(self.identifiers, index=self.inputs.index), self.inputs], axis=1)
 
 
 def table_uri(lake: str) -> str:
@@ -154,7 +162,7 @@ def write(lake: str, batches: list[ScoredBatch]) -> list[str]:
                 "model_name": [b.model_name for b in group],
                 "model_version": [b.model_version for b in group],
                 "rows": [len(b.inputs) for b in group],
-                "inputs": _inputs_json([b.inputs for b in group]),
+                "inputs": _inputs_json([b.logged_inputs() for b in group]),
                 "outputs": [b.outputs.decode() for b in group],
             },
             schema_overrides={"logged_at": pl.Datetime("us", "UTC"), "rows": pl.Int32},
@@ -168,11 +176,15 @@ def write(lake: str, batches: list[ScoredBatch]) -> list[str]:
 
 
 def _inputs_json(frames: list[pd.DataFrame]) -> list[str]:
-    """Each frame as a JSON array of records, encoded in one vectorised pass per column layout."""
+    """Each frame as a JSON array of records: large float frames one by one (polars writes a whole
+    frame as records in one pass), the rest in one vectorised pass per column layout."""
     out: list[str | None] = [None] * len(frames)
     layouts: dict[tuple, list[int]] = defaultdict(list)
     for i, frame in enumerate(frames):
-        layouts[(tuple(frame.columns), tuple(str(t) for t in frame.dtypes))].append(i)
+        if len(frame) >= LARGE_FRAME_ROWS and _all_float(frame):
+            out[i] = pl.from_numpy(frame.to_numpy(), schema=[str(c) for c in frame.columns], orient="row").write_json()
+        else:
+            layouts[(tuple(frame.columns), tuple(str(t) for t in frame.dtypes))].append(i)
     for (columns, _), members in layouts.items():
         parts = [frames[i] for i in members]
         table = _to_polars(parts, list(columns))
@@ -191,9 +203,16 @@ def _inputs_json(frames: list[pd.DataFrame]) -> list[str]:
     return out  # type: ignore[return-value]
 
 
+LARGE_FRAME_ROWS = 64
+
+
+def _all_float(frame: pd.DataFrame) -> bool:
+    return len(frame.columns) > 0 and bool((frame.dtypes == np.float64).all())
+
+
 def _to_polars(parts: list[pd.DataFrame], columns: list[str]) -> pl.DataFrame:
     first = parts[0]
-    if len(first.columns) and all(first.dtypes == np.float64):
+    if _all_float(first):
         block = np.concatenate([p.to_numpy() for p in parts]) if len(parts) > 1 else first.to_numpy()
         return pl.from_numpy(block, schema=columns, orient="row")
     return pl.from_pandas(pd.concat(parts, ignore_index=True) if len(parts) > 1 else first)

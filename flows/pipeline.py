@@ -70,35 +70,14 @@ async def training_input(model_id: str, options: PipelineOptions) -> DataRef:
     return await prepared_input(model_id, options)
 
 
-def mlflow_links(trained: TrainedModel, summary: ModelSummary) -> list[str]:
-    """Markdown lines linking the MLflow run (with its report plots) and the model version; for a
-    local store the links are relative to the page `mlflow ui --backend-store-uri <uri>` serves."""
-    from models import reports
-    from salesrisk import registry
-
-    lines = []
-    try:
-        uri = registry.configure()
-        client = registry.client()
-        if trained.run_id and trained.compute == "local":
-            run = client.get_run(trained.run_id)
-            lines.append(f"- MLflow run: [{trained.run_id}]({reports.run_link(uri, run.info.experiment_id, trained.run_id)})")
-            plots = [a.path for a in client.list_artifacts(trained.run_id, reports.REPORT_PATH) if a.path.endswith(".png")]
-            if plots:
-                lines.append(f"- report plots on the run: {', '.join(f'`{p}`' for p in plots)}")
-        if summary.version:
-            link = reports.model_version_link(uri, summary.registered_name, summary.version)
-            lines.append(f"- model version: [{summary.registered_name} v{summary.version}]({link})")
-        if uri.startswith(("sqlite:", "file:")):
-            lines.append(f"- open with `mlflow ui --backend-store-uri {uri}` and append the link to its address")
-    except Exception as error:  # noqa: BLE001 - links are a convenience; the artifact must still be written
-        lines.append(f"- MLflow links unavailable: {type(error).__name__}: {error}")
-    return lines or [f"- MLflow run `{trained.run_id}`"]
-
-
 def metrics_markdown(trained: TrainedModel, summary: ModelSummary) -> str:
+    from models import reports
+
     rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in sorted(trained.metrics.items()))
-    links = "\n".join(mlflow_links(trained, summary))
+    if trained.compute == "local":  # links to the MLflow run (with its report plots) and model version
+        links = "\n".join(reports.mlflow_link_lines(trained.run_id, summary.registered_name, summary.version))
+    else:  # an Azure ML run id is the job's name; its Studio page holds the run
+        links = f"- MLflow run `{trained.run_id}`"
     return (
         f"# {summary.registered_name} v{summary.version or '-'}\n\n"
         f"| metric | value |\n|---|---|\n{rows}\n\n"

@@ -22,6 +22,7 @@ import importlib
 import json
 import logging
 import time
+from datetime import timedelta
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,11 @@ log = logging.getLogger("salesrisk.reports")
 REPORT_PATH = "report"  # artifact folder on the run
 REFERENCE_PATH = "monitoring"  # artifact folder of the reference sample
 REFERENCE_FILE = "reference.parquet"
-MAX_ROWS = 2000  # held-out rows scored for the plots (a seeded sample beyond this)
-SHAP_ROWS = 500  # rows explained for the SHAP summary
+MAX_ROWS = 1000  # held-out rows scored for the plots (a seeded sample beyond this)
+SHAP_ROWS = 200  # rows explained for the SHAP summary (mean |SHAP| is stable by then)
 REFERENCE_ROWS = 10_000
 TRAJECTORY_METRICS = ("loss", "val_loss", "mae", "val_mae")
-DPI = 100
+DPI = 80
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -258,6 +259,9 @@ def drift_over_time(history: pl.DataFrame, path: Path, threshold: float) -> Path
         for (feature,), rows in part.group_by(["feature"], maintain_order=True):
             ax.plot(rows.get_column("checked_at").to_list(), rows.get_column("psi").to_list(), marker="o", markersize=3, label=feature)
         ax.axhline(threshold, color="red", linestyle="--", label=f"threshold {threshold:g}")
+        first, last = part.get_column("checked_at").min(), part.get_column("checked_at").max()
+        if first == last:  # one run so far: a day either side, not matplotlib's default of years
+            ax.set_xlim(first - timedelta(days=1), last + timedelta(days=1))
         ax.set_ylabel("PSI")
         ax.set_title(f"{endpoint}: population stability index per feature")
         ax.legend(loc="upper left", fontsize=7, ncol=3)
@@ -490,8 +494,11 @@ def log_training_report(model_id: str, model_dir: Path, training_data: pl.DataFr
     predictor = mlflow.pyfunc.load_model(str(model_dir))
     out = Path(model_dir).parent / REPORT_PATH
     seed = int(getattr(args, "seed", 42))
-    rows = held_out(model_id, training_data, args)
-    if model_id != "revenue_forecast" and model_id != "risk_trajectory":
+    if model_id == "risk_trajectory":  # its plot comes from the run's metrics, not from scoring
+        rows = training_data.clear()
+    else:
+        rows = held_out(model_id, training_data, args)
+    if model_id != "revenue_forecast":
         rows = _capped(rows, MAX_ROWS, seed)
     if model_id == "revenue_forecast":
         paths = _revenue_forecast(predictor, rows, out, args, training_data)
@@ -543,3 +550,28 @@ def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
 
 def model_version_link(tracking_uri: str, name: str, version: str) -> str:
     return f"{ui_base(tracking_uri)}#/models/{quote(name)}/versions/{version}"
+
+
+def mlflow_link_lines(run_id: str | None, model_name: str, version: str | None) -> list[str]:
+    """Markdown lines linking an MLflow run (and naming its report plots) and a model version; for
+    a local store the links are relative to the page ``mlflow ui --backend-store-uri <uri>`` serves.
+    Never raises: links are a convenience next to the metrics they accompany."""
+    from salesrisk import registry
+
+    lines = []
+    try:
+        uri = registry.configure()
+        client = registry.client()
+        if run_id:
+            run = client.get_run(run_id)
+            lines.append(f"- MLflow run: [{run_id}]({run_link(uri, run.info.experiment_id, run_id)})")
+            plots = [a.path for a in client.list_artifacts(run_id, REPORT_PATH) if a.path.endswith(".png")]
+            if plots:
+                lines.append(f"- report plots on the run: {', '.join(f'`{p}`' for p in plots)}")
+        if version:
+            lines.append(f"- model version: [{model_name} v{version}]({model_version_link(uri, model_name, version)})")
+        if uri.startswith(("sqlite:", "file:")) or "://" not in uri:
+            lines.append(f"- open with `mlflow ui --backend-store-uri {uri}` and append the link to its address")
+    except Exception as error:  # noqa: BLE001
+        lines.append(f"- MLflow run `{run_id}`; links unavailable: {type(error).__name__}: {error}")
+    return lines

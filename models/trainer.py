@@ -23,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from salesrisk import catalog, storage
+from salesrisk import catalog, runtime, storage
 
 log = logging.getLogger("salesrisk.trainer")
 
@@ -129,6 +129,15 @@ def log_to_mlflow(model_id: str, args: argparse.Namespace, params: dict[str, Any
             mlflow.end_run()
 
 
+def clear_outputs(output: Path) -> None:
+    """No stale model or metrics from an earlier run may sit beside a new (or failed) one."""
+    import shutil
+
+    shutil.rmtree(output / "model", ignore_errors=True)
+    for name in ("metrics.json", "run.json"):
+        (output / name).unlink(missing_ok=True)
+
+
 def run(
     model_id: str,
     parser: argparse.ArgumentParser,
@@ -140,6 +149,7 @@ def run(
     from models import contracts
 
     args = parser.parse_args(argv)
+    runtime.apply_defaults()  # quiet libraries, no progress bars, also when run by hand
     if args.model_name is None:
         args.model_name = catalog.registered_name(model_id, getattr(args, "industry_id", None))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -152,18 +162,12 @@ def run(
         return 2
     args.output.mkdir(parents=True, exist_ok=True)
     model_dir = args.output / "model"
-    if model_dir.exists():
-        import shutil
-
-        shutil.rmtree(model_dir)
+    clear_outputs(args.output)
     started = time.perf_counter()
     try:
         result = fit(df, features, args, model_dir)
     except contracts.DataContractError as error:  # e.g. no rows left after the model's own filter
-        if model_dir.exists():
-            import shutil
-
-            shutil.rmtree(model_dir)
+        clear_outputs(args.output)
         print(f"error: {error}", file=sys.stderr)
         return 2
     fit_seconds = time.perf_counter() - started

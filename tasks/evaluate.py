@@ -45,6 +45,14 @@ def serving_version_of(trained: TrainedModel, endpoint_key: str) -> tuple[str, s
     return live.version, run_id
 
 
+def judged(metrics: dict[str, float] | None) -> dict[str, float] | None:
+    """Only metrics with a known better-direction take part in the gate (e.g. not anomaly_rate,
+    which an unlabelled anomaly detector reports for information)."""
+    if metrics is None:
+        return None
+    return {name: value for name, value in metrics.items() if name in gate.HIGHER_IS_BETTER | gate.LOWER_IS_BETTER}
+
+
 def decision_markdown(trained: TrainedModel, decision: gate.GateDecision) -> str:
     names = sorted(set(decision.candidate) | set(decision.champion or {}))
     rows = "\n".join(
@@ -77,7 +85,7 @@ def gate_candidate(trained: TrainedModel, endpoint_key: str, force: bool = False
     else:
         if serving is not None:
             champion = score(trained.model_id, registry.model_uri(trained.model_name, serving[0]), rows)
-        decision = gate.decide(candidate, champion, force=force)
+        decision = gate.decide(judged(candidate), judged(champion), force=force)
     logger.info("gate for %s: %s", trained.model_name, decision.reason)
     create_markdown_artifact(
         markdown=decision_markdown(trained, decision),

@@ -138,9 +138,10 @@ async def act_on_breach(check: EndpointCheck, act: bool = True) -> EndpointCheck
         check.action_result = await trigger_retraining(check, model_id)
     else:
         check.action_result = "none configured"
-    (logger.info if not check.action_result.startswith(("rollback refused", "retraining not")) else logger.warning)(
-        "%s: %s", check.endpoint_key, check.action_result
-    )
+    if check.action_result.startswith(("rollback refused", "retraining not triggered")):
+        logger.warning("%s: %s", check.endpoint_key, check.action_result)
+    else:
+        logger.info("%s: %s", check.endpoint_key, check.action_result)
     return check
 
 
@@ -180,9 +181,9 @@ def report_markdown(checks: list[EndpointCheck], png_uri: str, now: datetime, th
         max_psi = max((d["psi"] for d in c.drift), default=math.nan)
         perf = ", ".join(f"{k} {v:.4g}" for k, v in c.performance.items() if k != "rows") or "-"
         served = f"{c.model_name} v{c.version}" if c.model_name else c.status
+        drift = f"{len(drifted)}/{len(c.drift)} (max PSI {max_psi:.3f})" if c.drift else "-"
         rows.append(
-            f"| `{c.endpoint_key}` | {served} | {c.window_rows} | "
-            f"{len(drifted)}/{len(c.drift)} (max PSI {max_psi:.3f}) | {perf} | "
+            f"| `{c.endpoint_key}` | {served} | {c.window_rows} | {drift} | {perf} | "
             f"{'**' + str(len(c.breaches)) + '**' if c.breaches else 0} | {c.action if c.breaches else '-'} |"
         )
     details = []
@@ -191,16 +192,19 @@ def report_markdown(checks: list[EndpointCheck], png_uri: str, now: datetime, th
             continue
         part = [f"## `{c.endpoint_key}`: {c.model_name} v{c.version}", f"Reference: {c.reference_source}"]
         if c.drift:
-            part.append("| feature | PSI | KS statistic | KS p-value | drifted |\n|---|---|---|---|---|")
-            part += [
-                f"| {d['feature']} | {d['psi']:.4f} | {d['ks_statistic']:.4f} | {d['ks_pvalue']:.3g} | {'yes' if d['drifted'] else 'no'} |"
+            table = ["| feature | PSI | KS statistic | KS p-value | drifted |", "|---|---|---|---|---|"]
+            table += [
+                f"| {d['feature']} | {d['psi']:.4f} | {d['ks_statistic']:.4f} | {d['ks_pvalue']:.3g} | {'**yes**' if d['drifted'] else 'no'} |"
                 for d in c.drift
             ]
-        part += [f"- breach: {b['message']}" for b in c.breaches]
+            part.append("\n".join(table))
+        bullets = [f"- breach: {b['message']}" for b in c.breaches]
         if c.breaches:
-            part.append(f"- action `{c.action}`: {c.action_result}")
-        part += [f"- {note}" for note in c.notes]
-        details.append("\n".join(part))
+            bullets.append(f"- action `{c.action}`: {c.action_result}")
+        bullets += [f"- {note}" for note in c.notes]
+        if bullets:
+            part.append("\n".join(bullets))
+        details.append("\n\n".join(part))
     return (
         f"# Model monitoring {now:%Y-%m-%d %H:%M} UTC\n\n"
         "| endpoint | serving | logged rows | drifted features | live performance | breaches | action |\n"

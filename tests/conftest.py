@@ -22,3 +22,27 @@ os.environ["SALESRISK_ENDPOINT_MAP"] = str(_SESSION_DIR / "config" / "endpoints.
 for _name in list(os.environ):
     if _name.startswith("AZURE_ML_") or _name.endswith("CONNECTION_STRING"):
         os.environ.pop(_name)
+
+
+import pytest  # noqa: E402  (after the environment above is set)
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_follows_the_environment():
+    """MLflow keeps the last set_tracking_uri in a process global; a test that pointed it at its own
+    temporary store must not leave the next test talking to that store."""
+    yield
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    tracking_utils._tracking_uri = None
+    registry_utils._registry_uri = None
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One Prefect test harness (a real API on SQLite) for every test folder that needs it."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield

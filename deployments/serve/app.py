@@ -134,7 +134,10 @@ class ScoringService:
             return error_reply(500, f"{deployment.model_name} v{deployment.version} failed: {type(error).__name__}: {error}")
         rid = request_id.decode() if request_id else uuid.uuid4().hex
         self.inference_log.submit(
-            ScoredBatch(key, deployment.colour, deployment.model_name, deployment.version, rid, time.time(), frame, content)
+            ScoredBatch(
+                key, deployment.colour, deployment.model_name, deployment.version, rid, time.time(), frame, content,
+                scorer.identifiers(columns, rows),  # type: ignore[union-attr]
+            )
         )
         return Reply(200, content, [*deployment.raw_headers, (b"x-request-id", rid.encode())])
 

@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - exercised only without orjson
         return json.loads(data)
 
     def dumps(obj: Any) -> bytes:
-        return json.dumps(obj, default=str).encode()
+        return json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)).encode()
 
     DECODE_ERRORS = (ValueError,)
 
@@ -46,6 +46,7 @@ REQUEST_SHAPES = (
 )
 _NUMERIC_BLOCK_TYPES = {"double": np.float64, "float": np.float32}
 SLOW_SECONDS = 0.005  # models slower than this are predicted in a worker thread
+IDENTIFIER_COLUMNS = ("tenant_id", "opportunity_id")  # logged with the inputs when sent
 
 
 class PayloadError(Exception):
@@ -106,6 +107,7 @@ class Scorer:
         self.output_names = _output_names(model)
         self._positions = {name: i for i, name in enumerate(self.columns or ())}
         self._index = pd.Index(self.columns) if self.columns is not None else None  # built once: 4x faster frames
+        self._identifiers = tuple(c for c in IDENTIFIER_COLUMNS if c not in self._positions)
         self._lock = threading.Lock()
         self._recent_seconds = 0.0  # moving average of predict time
 
@@ -120,6 +122,19 @@ class Scorer:
         if self.block_dtype is not None:
             return self._numeric_frame(columns, rows)
         return self._typed_frame(columns, rows)
+
+    def identifiers(self, columns: list[str] | None, rows: list) -> dict[str, list] | None:
+        """Identifier columns the client sent but the model does not take (``opportunity_id``...),
+        kept for the inference log so monitoring can join scores to outcomes. Call after
+        :meth:`frame` accepted the rows."""
+        if self.columns is None:
+            return None  # the frame already holds every column sent
+        wanted = self._identifiers
+        if columns is not None:
+            found = [(c, columns.index(c)) for c in wanted if c in columns]
+            return {c: [row[i] for row in rows] for c, i in found} or None
+        present = [c for c in wanted if c in rows[0]]
+        return {c: [r.get(c) for r in rows] for c in present} or None
 
     def _check_columns(self, given: Sequence[str]) -> None:
         missing = [c for c in self.columns if c in self.required and c not in given]  # type: ignore[union-attr]
@@ -149,7 +164,9 @@ class Scorer:
             block = self._coerce_slowly(rows)
         if block.ndim != 2 or block.shape[1] != len(names):
             raise PayloadError(400, f"every row of data must hold {len(columns or names)} values, one per column")
-        return pd.DataFrame(block, columns=self._index, copy=False)
+        # Column-major, as pandas keeps its blocks: models reading columns (CatBoost builds its
+        # pool feature by feature) were 1.6x faster on 1,000 rows than with the row-major parse.
+        return pd.DataFrame(np.asfortranarray(block), columns=self._index, copy=False)
 
     def _coerce_slowly(self, rows: list) -> np.ndarray:
         """Nulls become NaN; anything else that is not a number is named by column and row."""
@@ -210,14 +227,20 @@ class Scorer:
     def encode(self, output: Any) -> bytes:
         """The pyfunc output as a JSON array of records (one object per output row).
 
-        Large numeric outputs are written by polars in one pass; small ones, dates and objects
-        take the plain Python route, which is faster below a few dozen rows.
+        A single numeric column (a score per row) is spliced from orjson's array encoding; larger
+        numeric tables are written by polars; small ones, dates and objects take the plain Python
+        route, which is faster below a few dozen rows.
         """
         table = self._table(output)
         if table is None:
             return dumps(output if isinstance(output, list) else [{self.output_names[0]: output}])
         names, arrays = table
-        if len(arrays[0]) >= POLARS_ROWS and all(a.dtype.kind in "fiub" for a in arrays):
+        numeric = all(a.dtype.kind in "fiub" for a in arrays)
+        if numeric and len(arrays) == 1:  # one score per row: the common case, spliced in C
+            values = dumps(np.ascontiguousarray(arrays[0]))[1:-1]
+            key = b'{' + dumps(names[0]) + b":"
+            return b"[" + key + (b"}," + key).join(values.split(b",")) + b"}]" if values else b"[]"
+        if numeric and len(arrays[0]) >= POLARS_ROWS:
             return pl.DataFrame(dict(zip(names, arrays))).write_json().encode()
         return dumps(_records(names, arrays))
 

@@ -25,6 +25,7 @@ EXPECTED_FLAGS = {
     ("pipelines", "prepare_then_risk_scoring"): ["--risk-evaluations", "--ml-outcomes", "--industry-id"],
     ("backfill_synthetic", "backfill_synthetic"): ["--days", "--lake"],
     ("rollback", "rollback_model"): ["--endpoint", "--to-version", "--reason"],
+    ("monitor", "monitor_models"): ["--endpoints", "--lake"],
 }
 
 

@@ -21,14 +21,6 @@ import pytest
 WIN_FAST = ("--iterations", "40", "--cv-folds", "2", "--early-stopping-rounds", "10")
 
 
-@pytest.fixture(scope="session")
-def prefect_api() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -59,6 +51,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_db: P
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("SALESRISK_SERVE_PORT", str(free_port()))
     monkeypatch.delenv("SALESRISK_MONITOR_ACTIONS", raising=False)
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -149,20 +142,34 @@ def train(model_id: str, data: pl.DataFrame, where: Path, *extra: str, register:
     return Trained(model_id, output, run["run_id"], run["model_name"], version)
 
 
+def served_model(model_name: str, version: str):
+    """The registered version loaded once per store (loading a CatBoost pyfunc takes a while)."""
+    import os
+
+    import mlflow
+
+    from salesrisk import registry
+
+    key = (os.environ["MLFLOW_TRACKING_URI"], model_name, version)
+    if key not in _LOADED:
+        registry.configure()
+        _LOADED[key] = mlflow.pyfunc.load_model(registry.model_uri(model_name, version))
+    return _LOADED[key]
+
+
+_LOADED: dict[tuple[str, str, str], object] = {}
+
+
 def log_single_row_requests(
     lake: str, endpoint: str, model_name: str, version: str, frame: pl.DataFrame, ids: Sequence[str], at: datetime | None = None
 ) -> list[str]:
     """Score ``frame`` with the registered version as the endpoint server does (one request per
     row, ``x-request-id`` = the opportunity id) and write the batches with the server's writer."""
-    import mlflow
-
     from deployments.inference_log import ScoredBatch, write
     from deployments.serve.scoring import Scorer
     from models import tabular
-    from salesrisk import registry
 
-    registry.configure()
-    model = mlflow.pyfunc.load_model(registry.model_uri(model_name, version))
+    model = served_model(model_name, version)
     scorer = Scorer(model)
     inputs = tabular.pandas_input(frame, model)
     stamp = (at or datetime.now(timezone.utc)).timestamp()
@@ -176,15 +183,11 @@ def log_single_row_requests(
 
 def log_batch(lake: str, endpoint: str, model_name: str, version: str, frame: pl.DataFrame, request_id: str) -> list[str]:
     """One request scoring every row of ``frame`` (outputs written as the server encodes them)."""
-    import mlflow
-
     from deployments.inference_log import ScoredBatch, write
     from deployments.serve.scoring import Scorer
     from models import tabular
-    from salesrisk import registry
 
-    registry.configure()
-    model = mlflow.pyfunc.load_model(registry.model_uri(model_name, version))
+    model = served_model(model_name, version)
     scorer = Scorer(model)
     inputs = tabular.pandas_input(frame, model)
     content = scorer.encode(scorer.predict(scorer.frame(list(inputs.columns), inputs.values.tolist())))

@@ -4,8 +4,11 @@ win-probability model, requests logged by the serving layer's writer, outcomes i
 from __future__ import annotations
 
 import asyncio
+import inspect
 from datetime import date
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import numpy as np
 import pytest
@@ -13,28 +16,41 @@ import pytest
 from deployments import endpoints
 from salesrisk import catalog, storage
 
-from .conftest import WIN_FAST, assert_png, log_batch, log_single_row_requests, opportunity_frame, train, write_outcomes
+from .conftest import (
+    WIN_FAST,
+    assert_png,
+    log_batch,
+    log_single_row_requests,
+    opportunity_frame,
+    served_model,
+    train,
+    write_outcomes,
+)
 
 KEY = "win_probability"
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
-async def artifacts_by_key(prefix: str) -> dict[str, list]:
+async def read_artifacts(flow_run_id: UUID) -> dict[str, Any]:
+    """The artifacts one flow run created, by key, read back through Prefect's client."""
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     async with get_client() as client:
-        found = await client.read_artifacts()
-    out: dict[str, list] = {}
-    for artifact in found:
-        if artifact.key and artifact.key.startswith(prefix):
-            out.setdefault(artifact.key, []).append(artifact)
-    return out
+        found = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {artifact.key: artifact for artifact in found}
 
 
-def run_monitor(**params) -> list[dict]:
+def run_monitor(**params: Any) -> tuple[list[dict], dict[str, Any]]:
+    """Run the flow; return its result and the artifacts its run created."""
     from flows.monitor import monitor_models
 
-    return asyncio.run(monitor_models(endpoints=[KEY], **params))
+    state = asyncio.run(monitor_models(endpoints=[KEY], return_state=True, **params))
+    assert state.is_completed(), state.message
+    flow_run_id = state.state_details.flow_run_id
+    result = state.result()
+    result = asyncio.run(result) if inspect.isawaitable(result) else result
+    return result, asyncio.run(read_artifacts(flow_run_id))
 
 
 def test_shift_in_logged_inputs_is_flagged_unshifted_is_not_and_a_missing_deployment_is_reported(
@@ -47,8 +63,8 @@ def test_shift_in_logged_inputs_is_flagged_unshifted_is_not_and_a_missing_deploy
     log_batch(steady, KEY, trained.model_name, trained.version, opportunity_frame(400, seed=2), "batch-1")
     log_batch(moved, KEY, trained.model_name, trained.version, opportunity_frame(400, seed=3, shifted=True), "batch-2")
 
-    [calm] = run_monitor(lake=steady)
-    [alarm] = run_monitor(lake=moved)
+    [calm], calm_artifacts = run_monitor(lake=steady)
+    [alarm], artifacts = run_monitor(lake=moved)
 
     assert calm["window_rows"] == 400 and len(calm["drift"]) == 8
     assert calm["breaches"] == [] and calm["action"] == "none"
@@ -58,10 +74,11 @@ def test_shift_in_logged_inputs_is_flagged_unshifted_is_not_and_a_missing_deploy
     assert alarm["action"] == "retrain"
     assert alarm["action_result"].startswith("retraining not triggered: deployment 'win-probability/default'")
     assert "ObjectNotFound" in alarm["action_result"]
-    artifacts = asyncio.run(artifacts_by_key("monitoring-"))
-    assert "monitoring-breach-win-probability" in artifacts and "monitoring-report" in artifacts
-    breach = artifacts["monitoring-breach-win-probability"][0].data
+    assert set(calm_artifacts) == {"monitoring-report"}
+    assert set(artifacts) == {"monitoring-breach-win-probability", "monitoring-report"}
+    breach = artifacts["monitoring-breach-win-probability"].data
     assert "PSI:amount" in breach and "**retrain**" in breach
+    assert "| amount |" in artifacts["monitoring-report"].data
 
 
 def test_degraded_live_brier_rolls_back_to_the_previous_version(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,19 +90,18 @@ def test_degraded_live_brier_rolls_back_to_the_previous_version(isolated: Path, 
     monkeypatch.setenv("SALESRISK_MONITOR_ACTIONS", '{"win_probability": "rollback"}')
     monkeypatch.setenv("SALESRISK_MONITOR_MIN_ROWS", "60")
     lake = str(isolated / "lake")
-    import mlflow
 
     # v2 scores 120 opportunities, one request each; the deals then close against its forecasts
     live = opportunity_frame(120, seed=9)
     ids = live.get_column("opportunity_id").to_list()
     log_single_row_requests(lake, KEY, second.model_name, second.version, live, ids)
-    predicted = mlflow.pyfunc.load_model(f"models:/{second.model_name}/{second.version}").predict(
+    predicted = served_model(second.model_name, second.version).predict(
         live.select(catalog.WIN_PROBABILITY_FEATURES).to_pandas()
     )["win_probability"].to_numpy()
     won = (predicted < np.median(predicted)).astype(int)  # the world turned: the likely deals were lost
     write_outcomes(lake, ids, won, date.today())
 
-    [result] = run_monitor(lake=lake)
+    [result], artifacts = run_monitor(lake=lake)
 
     assert result["version"] == second.version
     assert result["performance"]["rows"] == 120
@@ -96,8 +112,8 @@ def test_degraded_live_brier_rolls_back_to_the_previous_version(isolated: Path, 
     assert result["action_result"] == f"rolled back to {first.model_name} v{first.version} (was v{second.version})"
     assert endpoints.current(KEY).version == first.version
 
-    artifacts = asyncio.run(artifacts_by_key("monitoring-"))
-    report = artifacts["monitoring-report"][0].data
+    assert set(artifacts) == {"monitoring-breach-win-probability", "monitoring-report"}
+    report = artifacts["monitoring-report"].data
     assert f"{second.model_name} v{second.version}" in report and "rolled back to" in report
     png = storage.read_bytes(storage.join(lake, "ml_monitoring", "reports", "drift_over_time.png"))
     assert_png(png)

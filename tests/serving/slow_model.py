@@ -13,7 +13,7 @@ import pandas as pd
 
 
 class SlowModel(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         root = Path(os.environ["SALESRISK_TEST_ROOT"])
         sleep = root / "slow-sleep"
         if sleep.exists():

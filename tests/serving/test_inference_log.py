@@ -66,3 +66,16 @@ def test_a_failed_write_is_retried_not_lost(tmp_path):
     log.close()
     assert log.written_rows == 3 and log.dropped_rows == 0
     assert storage.read_parquet(table_uri(str(blocked)))["request_id"].to_list() == ["req-1"]
+
+
+def test_large_and_small_batches_encode_the_same_records(tmp_path):
+    lake = str(tmp_path / "lake")
+    log = InferenceLog(lake, flush_rows=10**9, flush_seconds=3600)
+    log.start()
+    log.submit(_batch(0, rows=200))  # encoded frame by frame
+    log.submit(_batch(1, rows=2))  # encoded with the other small batches
+    log.close()
+    table = storage.read_parquet(table_uri(lake)).sort("request_id")
+    big, small = (json.loads(text) for text in table["inputs"])
+    assert len(big) == 200 and big[5] == {"amount": 5.0, "stage": 5.0}
+    assert small == [{"amount": 1.0, "stage": 0.0}, {"amount": 2.0, "stage": 1.0}]

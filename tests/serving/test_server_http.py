@@ -264,6 +264,24 @@ def test_scored_batches_are_logged_to_the_lake(deployed, server):
     assert json.loads(row["outputs"]) == response.json()
 
 
+def test_identifiers_sent_beside_the_features_are_logged_not_scored(deployed, server):
+    sample = deployed["win_probability"].sample
+    ids = [f"opp-{i}" for i in range(len(sample))]
+    split = split_body(sample.assign(opportunity_id=ids))
+    records = records_body(sample.assign(opportunity_id=ids, tenant_id="t1"))
+    request_ids = [uuid.uuid4().hex, uuid.uuid4().hex]
+    for body, request_id in zip((split, records), request_ids):
+        response = httpx.post(
+            f"{server.url}/score/win_probability", json=body, headers=server.headers(**{"x-request-id": request_id})
+        )
+        assert response.status_code == 200 and len(response.json()) == len(sample)
+    split_logged = json.loads(_logged("win_probability", request_ids[0])["inputs"][0])
+    records_logged = json.loads(_logged("win_probability", request_ids[1])["inputs"][0])
+    assert [r["opportunity_id"] for r in split_logged] == ids and "tenant_id" not in split_logged[0]
+    assert [r["opportunity_id"] for r in records_logged] == ids and records_logged[0]["tenant_id"] == "t1"
+    assert records_logged[0]["amount"] == pytest.approx(sample["amount"][0])
+
+
 def test_shutdown_flushes_pending_inference_logs(deployed, server, extra_server):
     reg = deployed["win_probability"]
     second = extra_server("--log-flush-seconds", "600", log_name="server-shutdown.log")
@@ -318,7 +336,6 @@ def test_documented_route_answers_like_the_fast_path(deployed, server):
     assert refused.status_code == 401
 
 
-@pytest.mark.filterwarnings("ignore:.*Add type hints")
 def test_a_slow_model_is_scored_off_the_event_loop(deployed, server):
     """While a slow model's request is held inside predict, the server still answers others."""
     import mlflow
