@@ -405,7 +405,10 @@ def _risk_trajectory(predictor: Any, rows: pl.DataFrame, out: Path, args: argpar
     if run is not None:
         client = MlflowClient()
         for name in TRAJECTORY_METRICS:
-            history[name] = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, name)]
+            # per-epoch values live under epoch_<name> (models/trainer.py); else the final value
+            points = client.get_metric_history(run.info.run_id, f"epoch_{name}")
+            points = points or client.get_metric_history(run.info.run_id, name)
+            history[name] = [(m.step, m.value) for m in points]
         params = client.get_run(run.info.run_id).data.params
         if not any(len(points) > 1 for points in history.values()):
             note = (

@@ -84,6 +84,7 @@ class TrainedTrajectory:
     best_epoch: int
     epochs_run: int
     windows: dict[str, int] = field(default_factory=dict)
+    curves: dict[str, list[float]] = field(default_factory=dict)  # per epoch: loss, val_loss
 
 
 class TrajectoryNet(nn.Module):
@@ -309,15 +310,21 @@ def train(
         generator = torch.Generator().manual_seed(params.seed)
         best: tuple[float, int, dict[str, torch.Tensor]] = (math.inf, 0, copy.deepcopy(net.state_dict()))
         epoch = 0
+        curves: dict[str, list[float]] = {"loss": [], "val_loss": []}
         for epoch in range(1, params.epochs + 1):
             net.train()
+            epoch_sse, epoch_count = 0.0, 0.0
             for batch in torch.randperm(len(x), generator=generator).split(params.batch_size):
                 sse, _, count = _masked_errors(net(x[batch], lengths[batch]), y[batch])
                 loss = sse / count.clamp(min=1)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
+                epoch_sse += float(sse.detach())
+                epoch_count += float(count)
             val_loss, _ = score_windows(net, val_data)
+            curves["loss"].append(epoch_sse / max(epoch_count, 1.0))
+            curves["val_loss"].append(val_loss)
             log.debug("epoch %d val_loss %.6f", epoch, val_loss)
             if val_loss < best[0] - 1e-7:
                 best = (val_loss, epoch, copy.deepcopy(net.state_dict()))
@@ -335,6 +342,7 @@ def train(
         best_epoch=best[1],
         epochs_run=epoch,
         windows={"train": len(fit_data.x), "valid": len(val_data.x)},
+        curves=curves,
     )
 
 
@@ -494,8 +502,9 @@ def fit(df: pl.DataFrame, features: list[str], args: argparse.Namespace, model_d
     trained = train(train_df, valid_df, features, params)
     save(trained, model_dir, train_df)
     return trainer.FitResult(
-        trained.metrics,
-        {
+        metrics=trained.metrics,
+        history=trained.curves,
+        extra_params={
             "target_source": source,
             "best_epoch": trained.best_epoch,
             "epochs_run": trained.epochs_run,

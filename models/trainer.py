@@ -34,6 +34,9 @@ class FitResult:
 
     metrics: dict[str, float]
     extra_params: dict[str, Any] = field(default_factory=dict)
+    # Per-epoch values (e.g. loss, val_loss), logged as epoch_<name> with MLflow steps so the
+    # runbook's metric names keep meaning the final values.
+    history: dict[str, list[float]] = field(default_factory=dict)
 
 
 FitFunction = Callable[[pl.DataFrame, list[str], argparse.Namespace, Path], FitResult]
@@ -109,7 +112,13 @@ def write_metrics(output: Path, metrics: dict[str, float]) -> Path:
     return path
 
 
-def log_to_mlflow(model_id: str, args: argparse.Namespace, params: dict[str, Any], metrics: dict[str, float]) -> str:
+def log_to_mlflow(
+    model_id: str,
+    args: argparse.Namespace,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    history: dict[str, list[float]] | None = None,
+) -> str:
     """Log to the active run (an Azure ML job sets one), else a new run in the model's experiment."""
     import mlflow
 
@@ -121,6 +130,9 @@ def log_to_mlflow(model_id: str, args: argparse.Namespace, params: dict[str, Any
     try:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_metrics(metrics)
+        for name, values in (history or {}).items():
+            for step, value in enumerate(values, start=1):
+                mlflow.log_metric(f"epoch_{name}", value, step=step)
         mlflow.log_artifacts(str(args.output / "model"), artifact_path="model")
         mlflow.log_artifact(str(args.output / "metrics.json"))
         return run.info.run_id
@@ -173,7 +185,7 @@ def run(
     fit_seconds = time.perf_counter() - started
     write_metrics(args.output, result.metrics)
     params = {**model_params(args), "features": ",".join(features), **result.extra_params}
-    run_id = log_to_mlflow(model_id, args, params, result.metrics)
+    run_id = log_to_mlflow(model_id, args, params, result.metrics, result.history)
     try:  # plots on the run (models/reports.py) are a convenience: never fail training over them
         from models import reports
 

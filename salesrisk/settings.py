@@ -24,7 +24,9 @@ def _env(*names: str) -> AliasChoices:
 class Settings(BaseSettings):
     """Every knob the project reads, with the environment variable that sets it."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # No populate_by_name: it would also read a field from an env var named like the field
+    # itself, e.g. `home` from $HOME.
+    model_config = SettingsConfigDict(extra="ignore")
 
     lake: str = Field("./lake", validation_alias=_env("SALESRISK_LAKE"))
     compute: Literal["local", "azureml"] = Field("local", validation_alias=_env("SALESRISK_COMPUTE"))

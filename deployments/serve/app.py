@@ -117,7 +117,7 @@ class ScoringService:
         if endpoint is None:  # undeployed between preflight and now
             return error_reply(503, f"endpoint {key!r} has no deployment")
         try:
-            deployment = endpoint.route(deployment_header.decode() if deployment_header else None)
+            deployment = endpoint.route(deployment_header.decode("latin-1") if deployment_header else None)
         except RouteError as error:
             return error_reply(error.status, error.message)
         scorer = deployment.scorer
@@ -132,7 +132,7 @@ class ScoringService:
         except Exception as error:  # the model raised: a server-side failure, say which model
             log.exception("scoring %s with %s v%s failed", key, deployment.model_name, deployment.version)
             return error_reply(500, f"{deployment.model_name} v{deployment.version} failed: {type(error).__name__}: {error}")
-        rid = request_id.decode() if request_id else uuid.uuid4().hex
+        rid = _request_id(request_id)
         self.inference_log.submit(
             ScoredBatch(
                 key, deployment.colour, deployment.model_name, deployment.version, rid, time.time(), frame, content,
@@ -140,6 +140,15 @@ class ScoringService:
             )
         )
         return Reply(200, content, [*deployment.raw_headers, (b"x-request-id", rid.encode())])
+
+
+def _request_id(sent: bytes | None) -> str:
+    """The client's ``x-request-id`` when it is a short printable token, else a new one."""
+    if sent and len(sent) <= 128:
+        text = sent.decode("latin-1")
+        if text.isprintable() and text.isascii():
+            return text
+    return uuid.uuid4().hex
 
 
 class BodyTooLarge(Exception):

@@ -37,3 +37,16 @@ def test_bad_compute_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SALESRISK_COMPUTE", "gpu-farm")
     with pytest.raises(ValueError, match="SALESRISK_COMPUTE"):
         Settings()
+
+
+def test_fields_read_only_their_own_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """$HOME, $LAKE or $COMPUTE of the shell must not leak into the project's settings."""
+    for name in ("SALESRISK_HOME", "SALESRISK_LAKE", "SALESRISK_COMPUTE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", "/somewhere/else")
+    monkeypatch.setenv("LAKE", "/not/the/lake")
+    monkeypatch.setenv("COMPUTE", "azureml")
+    settings = Settings()
+    assert str(settings.home) == ".salesrisk"
+    assert settings.lake == "./lake"
+    assert settings.compute == "local"
