@@ -16,6 +16,7 @@ BENCHMARKS = {
     "model_quality": "benchmarks.model_quality",
     "serving": "benchmarks.serving",
     "orchestration": "benchmarks.orchestration",
+    "reports": "benchmarks.reports_bench",
 }
 
 

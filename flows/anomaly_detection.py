@@ -30,21 +30,9 @@ async def anomaly_detection(
 
     Without training_data, the model's input is prepared from the lake (SALESRISK_LAKE).
     """
-    params = {"param_contamination": param_contamination, "param_n_estimators": param_n_estimators, "seed": seed}
-    return await run_model_pipeline(
-        "anomaly",
-        PipelineOptions(
-            training_data=training_data,
-            model_name=model_name,
-            lake=lake,
-            tenant_id=tenant_id,
-            partition_date=partition_date,
-            compute=compute,
-            deploy=deploy,
-            force=force,
-            params=params,
-        ),
-    )
+    parameters = dict(locals())
+    options = PipelineOptions.from_parameters(parameters, ("param_contamination", "param_n_estimators"))
+    return await run_model_pipeline("anomaly", options)
 
 
 if __name__ == "__main__":

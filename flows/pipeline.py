@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from typing import Any
 
@@ -43,6 +43,15 @@ class PipelineOptions:
     def __post_init__(self) -> None:
         # An unset optional parameter is left off the trainer's command line.
         self.params = {k: v for k, v in self.params.items() if v is not None}
+
+    @classmethod
+    def from_parameters(cls, parameters: dict[str, Any], model_params: tuple[str, ...] = ()) -> PipelineOptions:
+        """From a model flow's own parameters: the common ones become options, the named model
+        parameters (plus the seed) go to the trainer's command line."""
+        names = {f.name for f in fields(cls)} - {"params"}
+        options = {k: v for k, v in parameters.items() if k in names}
+        params = {k: parameters[k] for k in (*model_params, "seed") if k in parameters}
+        return cls(**options, params=params)
 
 
 async def prepared_input(model_id: str, options: PipelineOptions) -> DataRef:

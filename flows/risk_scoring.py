@@ -29,21 +29,8 @@ async def risk_scoring(
 
     Without training_data, the model's input is prepared from the lake (SALESRISK_LAKE).
     """
-    params = {"industry_id": industry_id, "seed": seed}
-    return await run_model_pipeline(
-        "risk_scoring",
-        PipelineOptions(
-            training_data=training_data,
-            model_name=model_name,
-            lake=lake,
-            tenant_id=tenant_id,
-            partition_date=partition_date,
-            compute=compute,
-            deploy=deploy,
-            force=force,
-            params=params,
-        ),
-    )
+    parameters = dict(locals())
+    return await run_model_pipeline("risk_scoring", PipelineOptions.from_parameters(parameters, ("industry_id",)))
 
 
 if __name__ == "__main__":

@@ -29,21 +29,9 @@ async def risk_trajectory(
 
     Without training_data, the model's input is prepared from the lake (SALESRISK_LAKE).
     """
-    params = {"sequence_length": sequence_length, "seed": seed}
-    return await run_model_pipeline(
-        "risk_trajectory",
-        PipelineOptions(
-            training_data=training_data,
-            model_name=model_name,
-            lake=lake,
-            tenant_id=tenant_id,
-            partition_date=partition_date,
-            compute=compute,
-            deploy=deploy,
-            force=force,
-            params=params,
-        ),
-    )
+    parameters = dict(locals())
+    options = PipelineOptions.from_parameters(parameters, ("sequence_length",))
+    return await run_model_pipeline("risk_trajectory", options)
 
 
 if __name__ == "__main__":

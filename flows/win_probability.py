@@ -28,21 +28,8 @@ async def win_probability(
 
     Without training_data, the model's input is prepared from the lake (SALESRISK_LAKE).
     """
-    params = { "seed": seed}
-    return await run_model_pipeline(
-        "win_probability",
-        PipelineOptions(
-            training_data=training_data,
-            model_name=model_name,
-            lake=lake,
-            tenant_id=tenant_id,
-            partition_date=partition_date,
-            compute=compute,
-            deploy=deploy,
-            force=force,
-            params=params,
-        ),
-    )
+    parameters = dict(locals())
+    return await run_model_pipeline("win_probability", PipelineOptions.from_parameters(parameters, ()))
 
 
 if __name__ == "__main__":

@@ -20,8 +20,10 @@ ARTIFACTS_DIR = "mlartifacts"
 def configure() -> str:
     """Point MLflow at the configured tracking URI and return it."""
     uri = get_settings().mlflow_tracking_uri
+    # The registry follows the tracking URI when no registry URI is set (an Azure ML workspace
+    # serves both). set_registry_uri would also export MLFLOW_REGISTRY_URI to this process's
+    # environment, pinning every later client to this store.
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     return uri
 
 

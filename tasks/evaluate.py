@@ -70,19 +70,20 @@ def decision_markdown(trained: TrainedModel, decision: gate.GateDecision) -> str
 
 def gate_candidate(trained: TrainedModel, endpoint_key: str, force: bool = False) -> gate.GateDecision:
     logger = get_run_logger()
-    rows = held_out_rows(trained)
-    candidate = score(trained.model_id, trained.model_uri, rows)
     champion: dict[str, Any] | None = None
     serving = serving_version_of(trained, endpoint_key)
     if serving is not None and serving[1] == trained.run_id and not force:
+        # An unchanged rerun (train came from the cache): nothing new to score.
         decision = gate.GateDecision(
             promote=False,
             reason=f"version {serving[0]} from this very run is already serving",
-            candidate=candidate,
-            champion=candidate,
+            candidate=trained.metrics,
+            champion=trained.metrics,
             forced=False,
         )
     else:
+        rows = held_out_rows(trained)
+        candidate = score(trained.model_id, trained.model_uri, rows)
         if serving is not None:
             champion = score(trained.model_id, registry.model_uri(trained.model_name, serving[0]), rows)
         decision = gate.decide(judged(candidate), judged(champion), force=force)

@@ -37,6 +37,7 @@ def _mlflow_follows_the_environment():
 
     tracking_utils._tracking_uri = None
     registry_utils._registry_uri = None
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)  # set_registry_uri exports it
 
 
 @pytest.fixture(scope="session")
