@@ -55,7 +55,7 @@ class TrainerJob:
 
     model_id: str
     job_file: str
-    lake_folder: str  # placeholder training_data in the job file; --set replaces it
+    lake_folder: str  # lake folder of the default training_data path; the runbook's --set replaces it
     params: tuple[Param, ...] = ()
     default_model_name: str | None = None  # None: the catalog's registered name
 
@@ -96,7 +96,7 @@ TRAINER_JOBS: dict[str, TrainerJob] = {
 }
 
 
-def placeholder(lake_folder: str) -> str:
+def default_input_path(lake_folder: str) -> str:
     """A datastore path for the job files; the runbook's ``--set inputs.<x>.path=`` replaces it."""
     return f"azureml://datastores/{DEFAULT_DATASTORE}/paths/salesrisk/{lake_folder}/"
 
@@ -182,7 +182,7 @@ def trainer_command(
         params.pop(switch, None)
 
     inputs: dict[str, Any] = {
-        "training_data": data_input(training_data or placeholder(spec.lake_folder)),
+        "training_data": data_input(training_data or default_input_path(spec.lake_folder)),
         "model_name": model_name,
     }
     line = [
@@ -244,8 +244,8 @@ def prepare_command(
     if model_id not in catalog.MODELS:
         raise ValueError(f"model_id {model_id!r}: expected one of {', '.join(catalog.MODELS)}")
     inputs: dict[str, Any] = {
-        "risk_evaluations": data_input(risk_evaluations or placeholder(catalog.RISK_EVALUATIONS)),
-        "ml_outcomes": data_input(ml_outcomes or placeholder(catalog.ML_OUTCOMES)),
+        "risk_evaluations": data_input(risk_evaluations or default_input_path(catalog.RISK_EVALUATIONS)),
+        "ml_outcomes": data_input(ml_outcomes or default_input_path(catalog.ML_OUTCOMES)),
         "model_id": model_id,
         "tenant_id": str(tenant_id or UNSET),
         "partition_date": str(partition_date or UNSET),

@@ -72,8 +72,8 @@ def prepare_then_train(
         default_compute=compute,
     )(body)
     inputs: dict[str, Any] = {
-        "risk_evaluations": c.data_input(risk_evaluations or c.placeholder(catalog.RISK_EVALUATIONS)),
-        "ml_outcomes": c.data_input(ml_outcomes or c.placeholder(catalog.ML_OUTCOMES)),
+        "risk_evaluations": c.data_input(risk_evaluations or c.default_input_path(catalog.RISK_EVALUATIONS)),
+        "ml_outcomes": c.data_input(ml_outcomes or c.default_input_path(catalog.ML_OUTCOMES)),
         "model_name": str(params.get("model_name") or spec.model_name),
         "deploy_flag": c.deploy_flag(params, default_deploy_flag),
         "tenant_id": str(params.get("tenant_id") or c.UNSET),
