@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Union
 
 import polars as pl
@@ -187,6 +188,25 @@ class DateOrder:
         return (a >= b if self.strict else a > b).fill_null(False)
 
 
+def latest_date() -> date:
+    """The last date a training row may carry: today (UTC) plus a day, so a lake written in
+    another time zone is not "in the future". Read at check time, never at import."""
+    return datetime.now(timezone.utc).date() + timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class NotFuture:
+    """Dates are not in the future: a row dated after today is a typo (2204 for 2024) or a leak."""
+
+    column: str
+
+    columns = property(lambda self: (self.column,))
+    expected = property(lambda self: f"dates on or before {latest_date()} (not in the future)")
+
+    def bad(self, schema: pl.Schema) -> pl.Expr:
+        return (_value(self.column, schema) > pl.lit(latest_date())).fill_null(False)
+
+
 @dataclass(frozen=True)
 class Check:
     """Any other row condition, as a polars expression that is true on a good row."""
@@ -212,7 +232,7 @@ class MinRows:
     expected = property(lambda self: f"at least {self.n} row(s)")
 
 
-RowRule = Union[NotNull, InRange, OneOf, Parseable, UniqueKey, DateOrder, Check]
+RowRule = Union[NotNull, InRange, OneOf, Parseable, UniqueKey, DateOrder, NotFuture, Check]
 Rule = Union[Column, RowRule, MinRows]
 
 
@@ -517,16 +537,27 @@ _POINT_IN_TIME: tuple[Rule, ...] = (
     Column(catalog.INDUSTRY_ID, "string", required=False),
     Column(catalog.IS_SYNTHETIC, "binary", required=False),
     DateOrder("evaluation_date", "closed_date", strict=True),
+    NotFuture("evaluation_date"),
+    NotFuture("closed_date"),
     UniqueKey(("tenant_id", "opportunity_id")),
     OneOf(catalog.IS_SYNTHETIC, (0, 1)),
 )
 
 
+# The runbook's own feature columns are numbers: a string there is a broken export, not a category.
+_NUMERIC_FEATURES = frozenset({*catalog.OPPORTUNITY_FEATURES, *catalog.TRAJECTORY_FEATURES})
+
+
 def _feature_rules(features: Sequence[str]) -> tuple[Rule, ...]:
     rules: list[Rule] = []
     for name in features:
-        rules += [Column(name, "feature"), NotNull(name)]
+        rules += [Column(name, "numeric" if name in _NUMERIC_FEATURES else "feature"), NotNull(name)]
     return tuple(rules)
+
+
+def _opportunity_ranges(features: Sequence[str]) -> list[Rule]:
+    """The lake's ranges (amount >= 0, probability in [0, 1], ...) for the features that carry them."""
+    return [r for r in TABLE_CONTRACTS[catalog.RISK_EVALUATIONS] if isinstance(r, InRange) and r.column in features]
 
 
 def _first_present(options: Sequence[Sequence[str]], names: Sequence[str]) -> Sequence[str] | None:
@@ -538,6 +569,7 @@ def _trajectory_rules(names: Sequence[str]) -> tuple[Rule, ...]:
         *_columns("id", catalog.TRAJECTORY_ID),
         *_columns("date_like", catalog.TRAJECTORY_TIME),
         Parseable(catalog.TRAJECTORY_TIME),
+        NotFuture(catalog.TRAJECTORY_TIME),
         UniqueKey((catalog.TRAJECTORY_ID, catalog.TRAJECTORY_TIME)),
         *_columns("numeric", *catalog.TRAJECTORY_FEATURES),
         InRange("risk_score", 0, 1),
@@ -567,9 +599,16 @@ def _revenue_rules(names: Sequence[str]) -> tuple[Rule, ...]:
     return (
         *_columns("date_like", date_col),
         Parseable(date_col),
+        NotFuture(date_col),
         UniqueKey((date_col,)),
         *_columns("numeric", value_col),
-        InRange(value_col),
+        # revenue and pipeline value are amounts (>= 0, as in the lake); a generic y may be any number
+        InRange(value_col, 0 if value_col in ("revenue", "pipeline_value") else None),
+        Check(
+            value_col,
+            "a series that varies (not one constant value)",
+            lambda: (pl.col(value_col).n_unique() > 1) | pl.col(value_col).is_null(),
+        ),
         MinRows(2),
     )
 
@@ -585,10 +624,11 @@ def training_rules(model_id: str, names: Sequence[str], features: Sequence[str] 
     rules: list[Rule] = [MinRows(1), *_feature_rules(features)]
     if model_id == "risk_scoring":
         rules += [*_columns("numeric", catalog.RISK_TARGET), InRange(catalog.RISK_TARGET, 0, 1), *_POINT_IN_TIME]
+        rules += _opportunity_ranges(features)
     elif model_id == "win_probability":
         for column in (catalog.WIN_TARGET, catalog.IS_CLOSED):
             rules += [*_columns("binary", column), OneOf(column, (0, 1))]
-        rules += _POINT_IN_TIME
+        rules += [*_POINT_IN_TIME, *_opportunity_ranges(features)]
     elif model_id == "risk_trajectory":
         rules += _trajectory_rules(names)
     elif model_id == "revenue_forecast":

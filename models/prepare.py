@@ -319,6 +319,24 @@ def _unreadable_file(inputs: Sequence[str], scope: Scope) -> str | None:
     return None
 
 
+def _require_joined_rows(frame: pl.DataFrame, outcomes: pl.LazyFrame, ml_outcomes: str, risk_evaluations: str) -> None:
+    """Outcomes that all close before any evaluation of their deal (swapped or shifted dates)
+    would leave only synthetic rows after the top-up: name the outcomes instead."""
+    if frame.height:
+        return
+    sample = outcomes.select(*KEYS, "closed_date").head(contracts.MAX_EXAMPLES).collect()
+    if sample.height == 0:  # no outcome in scope at all: the top-up is what the runbook asks for
+        return
+    raise contracts.DataContractError(
+        ml_outcomes,
+        "closed_date",
+        f"closed_date after an evaluation_date of the same (tenant_id, opportunity_id) in {risk_evaluations}; "
+        "no outcome has an evaluation before it closed",
+        int(outcomes.select(pl.len()).collect().item()),
+        sample.to_dicts(),
+    )
+
+
 def prepare(
     model_id: str,
     *,
@@ -340,6 +358,13 @@ def prepare(
     """
     if model_id not in catalog.MODELS:
         raise ValueError(f"unknown model id {model_id!r}; expected one of {sorted(catalog.MODELS)}")
+    from models.trainer import reject_asset_reference
+
+    for uri in (risk_evaluations, ml_outcomes, risk_snapshots, revenue_daily):
+        if uri:
+            reject_asset_reference(uri)
+    if not storage.is_remote(output) and os.path.isfile(output):
+        raise storage.StorageError(f"{output}: --output is a file; expected a folder (new or existing)")
     scope = Scope(tenant_id, partition_date)
     risk_snapshots = risk_snapshots or sibling(risk_evaluations, catalog.RISK_SNAPSHOTS)
     revenue_daily = revenue_daily or sibling(risk_evaluations, catalog.REVENUE_DAILY)
@@ -350,10 +375,13 @@ def prepare(
         evaluations = read_table(catalog.RISK_EVALUATIONS, risk_evaluations, scope, EVALUATION_COLUMNS)
         outcomes = read_table(catalog.ML_OUTCOMES, ml_outcomes, scope, OUTCOME_COLUMNS)
         frame = _collect(lambda: opportunity_frame(model_id, evaluations, outcomes), inputs, scope)
-        checks = [
+        _require_joined_rows(frame, outcomes, ml_outcomes, risk_evaluations)
+        checks = [  # outcomes first: the keys come from them, so a duplicated outcome is named there
+            (contracts.column_rules(catalog.ML_OUTCOMES, [*KEYS, "closed_date"]), ml_outcomes),
             (contracts.column_rules(catalog.RISK_EVALUATIONS, EVALUATION_COLUMNS), risk_evaluations),
-            (contracts.column_rules(catalog.ML_OUTCOMES, ["closed_date"]), ml_outcomes),
         ]
+        contracts.check_all(checks, frame)  # before the top-up: a bad source fails before rows are generated
+        checks = []
         real_rows = frame.height
         if top_up:
             end = partition_date or frame.get_column("closed_date").max() or DEFAULT_TOP_UP_END

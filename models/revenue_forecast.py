@@ -56,6 +56,7 @@ MODEL_ID = "revenue_forecast"
 DS, Y = "ds", "y"
 OUTPUTS = ("ds", "yhat", "yhat_lower", "yhat_upper")
 MIN_TRAIN_PERIODS = 10
+MAX_GAP_PERIODS = 10  # longest hole between consecutive dates, in periods (a 10-day shutdown passes)
 YEARLY_MIN_DAYS = 365  # one full cycle: with 91 Walmart weeks, yearly seasonality cut MAPE 13 -> 5
 
 
@@ -158,6 +159,25 @@ def detect_frequency(ds: pl.Series, source: str = "input") -> Frequency:
     raise _contract_error(
         source, DS, f"daily, weekly or monthly dates (median gap {median:g} days)", ds.len(), ds.head(3).to_list()
     )
+
+
+def check_gaps(ds: pl.Series, frequency: Frequency, source: str = "input", column: str = DS) -> None:
+    """No hole longer than :data:`MAX_GAP_PERIODS` periods: closed days or a skipped week are
+    fine (NeuralProphet fills them), a missing month of a daily series is a broken export, and
+    the held-out horizon, counted in rows, would then not be the last ``horizon`` periods."""
+    dates = ds.sort()
+    gaps = dates.diff().dt.total_seconds() / 86_400
+    limit = MAX_GAP_PERIODS * frequency.days
+    bad = [i for i, gap in enumerate(gaps.to_list()) if gap is not None and gap > limit]
+    if bad:
+        examples = [f"{dates[i - 1].date()} -> {dates[i].date()} ({gaps[i]:g} days)" for i in bad[:3]]
+        raise _contract_error(
+            source,
+            column,
+            f"{frequency.name} dates with no gap longer than {MAX_GAP_PERIODS} periods ({limit:g} days)",
+            len(bad),
+            examples,
+        )
 
 
 def check_regressors(frame: pl.DataFrame, regressors: Sequence[str], source: str, holidays: str | None) -> None:
@@ -455,6 +475,7 @@ def evaluate(predictor: Any, df: pl.DataFrame) -> dict[str, float]:
 def fit(df: pl.DataFrame, features: list[str], args: argparse.Namespace, model_dir: Path) -> trainer.FitResult:
     frame = normalise(df, args.training_data)
     pair = value_pair(df.columns) or (DS, Y)
+    check_gaps(frame.get_column(DS), detect_frequency(frame.get_column(DS), args.training_data), args.training_data, pair[0])
     regressors = [f for f in dict.fromkeys([*features, *([args.holidays] if args.holidays else [])]) if f not in (*pair, DS, Y)]
     check_regressors(frame, regressors, args.training_data, args.holidays)
     params = ForecastParams(

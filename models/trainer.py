@@ -24,6 +24,7 @@ from typing import Any
 import polars as pl
 
 from salesrisk import catalog, runtime, storage
+from salesrisk.settings import MissingSettingError
 
 log = logging.getLogger("salesrisk.trainer")
 
@@ -141,6 +142,36 @@ def log_to_mlflow(
             mlflow.end_run()
 
 
+def check_settings(args: argparse.Namespace) -> None:
+    """Settings a later step needs are checked before training, not after an hour of it: with
+    ``--deploy`` to Azure ML (SALESRISK_SERVING=azureml) the AZURE_ML_* variables must be set."""
+    if args.deploy:
+        from salesrisk.settings import get_settings
+
+        settings = get_settings()
+        if settings.serving == "azureml":
+            settings.require_azure()
+
+
+def reject_asset_reference(uri: str) -> None:
+    """An ``azureml:<name>:<version>`` input only means something inside an Azure ML job (which
+    mounts it and passes a path): here it would be "no such file", which hides the real mistake."""
+    if uri.startswith("azureml:") and not uri.startswith("azureml://"):
+        raise storage.StorageError(
+            f"{uri}: an Azure ML data asset reference (azureml:<name>:<version>) is resolved by Azure ML "
+            "when it runs the job (compute=azureml); on this machine pass a Parquet file, folder or abfs:// URI"
+        )
+
+
+def read_training_data(uri: str) -> pl.DataFrame:
+    """The training file, or a StorageError naming it (polars' own errors do not name the file)."""
+    reject_asset_reference(uri)
+    try:
+        return storage.read_parquet(uri)
+    except pl.exceptions.PolarsError as error:
+        raise storage.StorageError(f"{uri}: cannot read as Parquet (expected a Parquet file or folder): {error}") from error
+
+
 def clear_outputs(output: Path) -> None:
     """No stale model or metrics from an earlier run may sit beside a new (or failed) one."""
     import shutil
@@ -148,6 +179,16 @@ def clear_outputs(output: Path) -> None:
     shutil.rmtree(output / "model", ignore_errors=True)
     for name in ("metrics.json", "run.json"):
         (output / name).unlink(missing_ok=True)
+
+
+def discard_outputs(output: Path, created: bool) -> None:
+    """After a failed fit: no model or metrics, and no empty folder this run made."""
+    clear_outputs(output)
+    if created:
+        try:
+            output.rmdir()
+        except OSError:  # something else was put there meanwhile: leave it
+            pass
 
 
 def run(
@@ -166,12 +207,16 @@ def run(
         args.model_name = catalog.registered_name(model_id, getattr(args, "industry_id", None))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        df = storage.read_parquet(args.training_data)
+        check_settings(args)
+        if args.output.exists() and not args.output.is_dir():
+            raise storage.StorageError(f"{args.output}: --output is a file; expected a folder (new or existing)")
+        df = read_training_data(args.training_data)
         features = resolve_features(args.features, df, default_features)
         contracts.validate_training_input(model_id, df, args.training_data, features=features)
-    except (contracts.DataContractError, storage.StorageError) as error:
+    except (contracts.DataContractError, storage.StorageError, MissingSettingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    created = not args.output.exists()
     args.output.mkdir(parents=True, exist_ok=True)
     model_dir = args.output / "model"
     clear_outputs(args.output)
@@ -179,9 +224,12 @@ def run(
     try:
         result = fit(df, features, args, model_dir)
     except contracts.DataContractError as error:  # e.g. no rows left after the model's own filter
-        clear_outputs(args.output)
+        discard_outputs(args.output, created)
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except BaseException:  # a crash leaves no half-written model behind either
+        discard_outputs(args.output, created)
+        raise
     fit_seconds = time.perf_counter() - started
     write_metrics(args.output, result.metrics)
     params = {**model_params(args), "features": ",".join(features), **result.extra_params}

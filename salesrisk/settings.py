@@ -9,12 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class MissingSettingError(RuntimeError):
     """An Azure backend was asked for but one of its environment variables is unset."""
+
+
+class InvalidSettingError(MissingSettingError):
+    """An environment variable holds a value its setting cannot take (a subclass, so every entry
+    point that reports a missing setting as bad input reports this one the same way)."""
 
 
 def _env(*names: str) -> AliasChoices:
@@ -34,6 +39,8 @@ class Settings(BaseSettings):
     home: Path = Field(Path("./.salesrisk"), validation_alias=_env("SALESRISK_HOME"))
     serve_host: str = Field("127.0.0.1", validation_alias=_env("SALESRISK_SERVE_HOST"))
     serve_port: int = Field(8765, validation_alias=_env("SALESRISK_SERVE_PORT"))
+    serve_max_body_mb: float = Field(16.0, gt=0, validation_alias=_env("SALESRISK_SERVE_MAX_BODY_MB"))
+    serve_max_rows: int = Field(10_000, ge=1, validation_alias=_env("SALESRISK_SERVE_MAX_ROWS"))
     endpoint_key: SecretStr | None = Field(None, validation_alias=_env("SALESRISK_ENDPOINT_KEY"))
     endpoint_map: Path = Field(
         Path("config/endpoints.yaml"), validation_alias=_env("SALESRISK_ENDPOINT_MAP")
@@ -88,6 +95,23 @@ class Settings(BaseSettings):
         return tuple(values.values())  # type: ignore[return-value]
 
 
+_SECRET_VARIABLES = {"SALESRISK_ENDPOINT_KEY", "SALESRISK_AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_CONNECTION_STRING"}
+
+
 def get_settings() -> Settings:
     """Read the settings now; not cached, so tests and flows see the current environment."""
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise InvalidSettingError(_explain(error)) from None
+
+
+def _explain(error: ValidationError) -> str:
+    """One line per bad variable: its name, the value given and what it takes (never a secret)."""
+    lines = []
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem["loc"])
+        secret = name in _SECRET_VARIABLES
+        given = "(hidden)" if secret else repr(problem.get("input"))
+        lines.append(f"environment variable {name}={given}: {problem['msg']}")
+    return "bad setting: " + "; ".join(lines)

@@ -50,3 +50,26 @@ def test_fields_read_only_their_own_variables(monkeypatch: pytest.MonkeyPatch) -
     assert str(settings.home) == ".salesrisk"
     assert settings.lake == "./lake"
     assert settings.compute == "local"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("SALESRISK_SERVING", "azure", "'local' or 'azureml'"),
+        ("SALESRISK_COMPUTE", "gpu", "'local' or 'azureml'"),
+        ("DEPLOY_INSTANCE_COUNT", "0", "greater than or equal to 1"),
+        ("SALESRISK_SERVE_PORT", "eighty", "valid integer"),
+        ("SALESRISK_MONITOR_AUC_MIN", "1.5", "less than or equal to 1"),
+    ],
+)
+def test_a_bad_setting_names_its_variable_value_and_form(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    from salesrisk.settings import InvalidSettingError, get_settings
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(InvalidSettingError) as caught:
+        get_settings()
+    message = str(caught.value)
+    assert f"{variable}={value!r}" in message and expected in message
+    assert "Traceback" not in message and "pydantic" not in message
