@@ -6,12 +6,15 @@ here as a subprocess and on Azure ML compute as a command job (see ``deployments
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,3 +66,33 @@ def run_local(module: str, args: Sequence[str], output: str, *, timeout: float |
     metrics_file = Path(output) / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     return StepResult(output=output, metrics=metrics, log_tail=_tail(done.stderr))
+
+
+@contextlib.contextmanager
+def staged_output(output: str) -> Iterator[str]:
+    """A fresh folder beside local ``output`` for a step to write into, put in its place only when
+    the block succeeds; on any failure (a killed trainer included) it is removed.
+
+    So ``output`` holds either a whole earlier result or a whole new one, never the model of one run
+    beside the metrics of another, nor a model without its ``run.json``.
+    """
+    target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.staging-{uuid.uuid4().hex[:12]}")
+    staging.mkdir()
+    try:
+        yield str(staging)
+        publish(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish(staging: Path, target: Path) -> None:
+    """Replace folder ``target`` by ``staging`` with renames; the old folder is removed after."""
+    retired = None
+    if target.exists():
+        retired = target.with_name(f".{target.name}.retired-{uuid.uuid4().hex[:12]}")
+        os.rename(target, retired)
+    os.rename(staging, target)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)

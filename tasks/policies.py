@@ -7,11 +7,18 @@ and the source of the ML code it runs, so changed data or changed code retrains.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from filelock import FileLock
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 from prefect.tasks import exponential_backoff
 
@@ -19,6 +26,7 @@ import models
 import salesrisk
 import tasks
 from deployments.compute import StepInputError, TransientComputeError
+from salesrisk import locks
 from salesrisk.storage import StorageError
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -26,6 +34,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
     OSError,
+    # The Azure SDK's own retries gave up on the connection (adlfs on abfs://): the blob store
+    # may be back by the next attempt. Not OSError subclasses, so they are named here.
+    ServiceRequestError,
+    ServiceResponseError,
 )
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     StepInputError,
@@ -37,6 +49,9 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     IsADirectoryError,
     NotADirectoryError,
 )
+
+log = logging.getLogger("salesrisk.retry")
+T = TypeVar("T")
 
 RETRIES = 2
 RETRY_DELAYS = exponential_backoff(backoff_factor=1)
@@ -69,8 +84,100 @@ def ml_code_fingerprint() -> str:
 
 ML_CODE = CacheKeyFnPolicy(cache_key_fn=lambda context, parameters: ml_code_fingerprint())
 
-# Inputs (URIs, fingerprints, parameters) + this task's source + the ML code it runs.
-CACHE_POLICY = INPUTS + TASK_SOURCE + ML_CODE
+LOCK_POLL_SECONDS = 0.2
+
+
+class StepLocks:
+    """Prefect lock manager (for SERIALIZABLE cache isolation) on :mod:`salesrisk.locks`.
+
+    Two runs that reach a step with the same cache key at once (two runs of one flow on one lake)
+    would both run it into the same output folder; with this the second waits for the first and
+    then takes its committed result from the cache. Prefect's own FileSystemLockManager would
+    serve too, but its lock is a file's existence: a run killed while holding it leaves the lock
+    for ever. An OS lock dies with its process.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[str, FileLock]] = {}
+
+    @staticmethod
+    def _name(key: str) -> str:
+        return f"step-{key}"
+
+    def _try(self, key: str, holder: str) -> bool:
+        if self.is_lock_holder(key, holder):
+            return True
+        lock = locks.lock(self._name(key))
+        try:
+            lock.acquire(timeout=0)
+        except locks.Timeout:
+            return False
+        self._held[key] = (holder, lock)
+        return True
+
+    def acquire_lock(
+        self, key: str, holder: str, acquire_timeout: float | None = None, hold_timeout: float | None = None
+    ) -> bool:
+        deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout
+        while not self._try(key, holder):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(LOCK_POLL_SECONDS)
+        return True
+
+    async def aacquire_lock(
+        self, key: str, holder: str, acquire_timeout: float | None = None, hold_timeout: float | None = None
+    ) -> bool:
+        # Polls instead of blocking: the holder may be another flow run on this very event loop.
+        deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout
+        while not self._try(key, holder):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(LOCK_POLL_SECONDS)
+        return True
+
+    def release_lock(self, key: str, holder: str) -> None:
+        held = self._held.get(key)
+        if held is None or held[0] != holder:
+            raise ValueError(f"step lock {key!r} is not held by {holder!r}")
+        del self._held[key]
+        held[1].release()
+
+    def is_locked(self, key: str) -> bool:
+        if key in self._held:
+            return True
+        probe = locks.lock(self._name(key))
+        try:
+            probe.acquire(timeout=0)
+        except locks.Timeout:
+            return True
+        probe.release()
+        return False
+
+    def is_lock_holder(self, key: str, holder: str) -> bool:
+        held = self._held.get(key)
+        return held is not None and held[0] == holder
+
+    def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_locked(key):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(LOCK_POLL_SECONDS)
+        return True
+
+    async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_locked(key):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(LOCK_POLL_SECONDS)
+        return True
+
+
+# Inputs (URIs, fingerprints, parameters) + this task's source + the ML code it runs; one run at a
+# time per key, the others wait and reuse its result.
+CACHE_POLICY = (INPUTS + TASK_SOURCE + ML_CODE).configure(isolation_level="SERIALIZABLE", lock_manager=StepLocks())
 
 RETRY_OPTIONS: dict[str, Any] = {
     "retries": RETRIES,
@@ -78,3 +185,26 @@ RETRY_OPTIONS: dict[str, Any] = {
     "retry_jitter_factor": RETRY_JITTER,
     "retry_condition_fn": retry_transient_only,
 }
+
+
+def with_retries(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``fn``, retrying transient errors inside the one task attempt, as RETRY_OPTIONS would.
+
+    For the tasks that run inside a Prefect transaction (register, deploy): in Prefect 3.9 a failed
+    attempt of a retried task rolls back the enclosing transaction at once, running the rollback
+    hooks of the tasks before it, even when the next attempt succeeds (a deploy that recovered
+    would serve a version its registration's rollback had just deleted). Such a task must fail at
+    most once, finally.
+    """
+    delays = RETRY_DELAYS(RETRIES)
+    for attempt in range(RETRIES + 1):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as error:
+            if attempt == RETRIES or not is_transient(error):
+                raise
+            delay = delays[attempt] * (1 + RETRY_JITTER * random.uniform(-1, 1))
+            log.warning("%s failed (%s: %s); attempt %d of %d in %.1f s",
+                        getattr(fn, "__name__", fn), type(error).__name__, error, attempt + 2, RETRIES + 1, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")

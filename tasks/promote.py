@@ -1,7 +1,8 @@
 """Register and deploy, run together in one Prefect transaction by the flows.
 
 When deploy fails, the registration's rollback hook removes the version it created, so nothing is
-left half-promoted and the endpoint keeps serving what it served before.
+left half-promoted and the endpoint keeps serving what it served before. Both retry transient errors
+inside their one task attempt (``policies.with_retries``), never as Prefect task retries.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from prefect.transactions import Transaction
 
 from deployments import endpoints
 from models import gate
-from salesrisk import registry
-from tasks.policies import RETRY_OPTIONS, ml_code_fingerprint
+from salesrisk import locks, registry
+from tasks.policies import ml_code_fingerprint, with_retries
 from tasks.refs import TrainedModel
 
 
@@ -36,16 +37,31 @@ def version_tags(trained: TrainedModel, decision: gate.GateDecision) -> dict[str
     return tags
 
 
-def existing_version(name: str, run_id: str | None) -> str | None:
-    """A rerun from the cache must not register the same run twice."""
+# Set once, when a version is created: which flow run created it. A retried register (the
+# registry made the version but its answer was lost) then knows the version is its own to undo.
+CREATED_BY = "created_by_flow_run"
+
+
+def existing_version(name: str, run_id: str | None) -> tuple[str, str | None] | None:
+    """A rerun from the cache must not register the same run twice: (version, creating flow run)."""
     if run_id is None:
         return None
     found = registry.client().search_model_versions(f"name='{name}' and run_id='{run_id}'")
-    return str(found[0].version) if found else None
+    if not found:
+        return None
+    return str(found[0].version), (found[0].tags or {}).get(CREATED_BY)
+
+
+def this_flow_run() -> str | None:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id) if flow_run.id else None
 
 
 def register_new(trained: TrainedModel, tags: dict[str, Any]) -> str:
     """A local run's model goes to the MLflow registry; an Azure ML job's to its workspace."""
+    creator = this_flow_run()
+    tags = {**tags, **({CREATED_BY: creator} if creator else {})}
     if trained.compute == "azureml":
         from deployments.azureml.registration import register_job_model
 
@@ -53,19 +69,31 @@ def register_new(trained: TrainedModel, tags: dict[str, Any]) -> str:
     return registry.register_run_model(trained.run_id or "", trained.model_name, tags=tags)
 
 
-@task(name="register", task_run_name="register {trained.model_name}", cache_policy=NO_CACHE, **RETRY_OPTIONS)
-def register(trained: TrainedModel, decision: gate.GateDecision) -> str:
+def register_or_find(trained: TrainedModel, tags: dict[str, Any]) -> tuple[str, bool]:
+    """The run's version and whether this flow run created it (an earlier attempt counts)."""
     logger = get_run_logger()
-    tags = version_tags(trained, decision)
-    version = None if trained.compute == "azureml" else existing_version(trained.model_name, trained.run_id)
-    if version is None:
-        version = register_new(trained, tags)
-        logger.info("registered %s version %s", trained.model_name, version)
-        created = True
-    else:
-        registry.set_version_tags(trained.model_name, version, tags)
-        logger.info("%s: run already registered as version %s", trained.model_name, version)
-        created = False
+    # One registration per name at a time: two runs holding the same trained run (the second took
+    # the first's cached result) must not both find it unregistered and register it twice.
+    with locks.held(f"register-{trained.model_name}"):
+        found = None if trained.compute == "azureml" else existing_version(trained.model_name, trained.run_id)
+        if found is None:
+            version = register_new(trained, tags)
+            logger.info("registered %s version %s", trained.model_name, version)
+            created = True
+        else:
+            version, creator = found
+            registry.set_version_tags(trained.model_name, version, tags)
+            created = creator is not None and creator == this_flow_run()
+            logger.info("%s: run already registered as version %s%s", trained.model_name, version,
+                        " by an earlier attempt of this flow run" if created else "")
+    return version, created
+
+
+# register and deploy retry inside their one attempt (see policies.with_retries), not as Prefect
+# task retries, because the flows run them together in one transaction.
+@task(name="register", task_run_name="register {trained.model_name}", cache_policy=NO_CACHE)
+def register(trained: TrainedModel, decision: gate.GateDecision) -> str:
+    version, created = with_retries(register_or_find, trained, version_tags(trained, decision))
     txn = Transaction.get_active()
     if txn is not None:
         txn.set("registered", {"name": trained.model_name, "version": version, "created": created})
@@ -84,9 +112,8 @@ def _unregister(txn: Transaction) -> None:
     name="deploy",
     task_run_name="deploy {model_name} v{version} -> {endpoint_key}",
     cache_policy=NO_CACHE,
-    **RETRY_OPTIONS,
 )
 def deploy(endpoint_key: str, model_name: str, version: str, sample: pd.DataFrame | None = None) -> endpoints.DeployResult:
-    result = endpoints.deploy(endpoint_key, model_name, version, sample=sample)
+    result = with_retries(endpoints.deploy, endpoint_key, model_name, version, sample=sample)
     get_run_logger().info("%s v%s serves %s at %s", model_name, version, endpoint_key, result.scoring_url)
     return result
