@@ -15,6 +15,8 @@ BENCHMARKS = {
     "generator": "benchmarks.generator_bench",
     "model_quality": "benchmarks.model_quality",
     "serving": "benchmarks.serving",
+    "load": "benchmarks.load",
+    "fuzz": "benchmarks.fuzz",
     "orchestration": "benchmarks.orchestration",
     "reports": "benchmarks.reports_bench",
 }

@@ -59,6 +59,18 @@ class Series:
         return self.rows * len(self.latencies) / self.elapsed
 
 
+def work_env(work: Path, port: int, key: str) -> dict[str, str]:
+    """Settings that keep a benchmark's store, lake, endpoints and key inside its work folder."""
+    return {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+        "SALESRISK_HOME": str(work / "home"),
+        "SALESRISK_LAKE": str(work / "lake"),
+        "SALESRISK_ENDPOINT_MAP": str(work / "endpoints.yaml"),
+        "SALESRISK_SERVE_PORT": str(port),
+        "SALESRISK_ENDPOINT_KEY": key,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -86,7 +98,7 @@ def generate(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     return x, y
 
 
-def train_and_register(work: Path) -> tuple[str, str]:
+def train_and_register(work: Path, threads: int = -1) -> tuple[str, str]:
     """Fit, log and register the model; return (registered name, version)."""
     import mlflow
     from catboost import CatBoostClassifier
@@ -112,6 +124,7 @@ def train_and_register(work: Path) -> tuple[str, str]:
             input_example=x.head(3),
             pip_requirements=["catboost", "pandas", "mlflow"],
             registered_model_name=name,
+            model_config={"thread_count": threads},
         )
     return name, str(info.registered_model_version)
 
@@ -183,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds the counts are split into")
     parser.add_argument("--max-seconds", type=float, default=20.0, help="time cap per contender and round")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (models, lake, logs)")
+    parser.add_argument("--model-threads", type=int, default=-1,
+                        help="CatBoost prediction threads of the benchmark model, for every contender alike "
+                             "(default -1: every core, CatBoost's default)")
     parser.add_argument("--deferred-log", action="store_true",
                         help="also time a second salesrisk server whose inference log is written only at shutdown "
                              "(shows what the background writer costs on this machine)")
@@ -194,12 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     key = secrets.token_urlsafe(32)
     os.environ.update(
         {
-            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-            "SALESRISK_HOME": str(work / "home"),
-            "SALESRISK_LAKE": str(work / "lake"),
-            "SALESRISK_ENDPOINT_MAP": str(work / "endpoints.yaml"),
-            "SALESRISK_SERVE_PORT": str(port),
-            "SALESRISK_ENDPOINT_KEY": key,
+            **work_env(work, port, key),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
     )
@@ -209,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     processes: list[subprocess.Popen] = []
     try:
         print(f"work folder {work}", file=sys.stderr)
-        name, version = train_and_register(work)
+        name, version = train_and_register(work, args.model_threads)
         from deployments import endpoints
         from deployments.local import state
 
@@ -303,7 +314,8 @@ def check(ours: bytes, theirs: bytes, floor: pd.DataFrame) -> None:
 
 def report(results: dict[tuple[str, int], Series], args: argparse.Namespace) -> None:
     anchor = {rows: results[("mlflow models serve", rows)] for rows in (1, 1000)}
-    print(f"\nwin_probability, CatBoost 8 features; rounds={args.rounds}, one sequential keep-alive client on 127.0.0.1\n")
+    print(f"\nwin_probability, CatBoost 8 features, model threads {args.model_threads}; rounds={args.rounds}, "
+          "one sequential keep-alive client on 127.0.0.1\n")
     print("| contender | rows/request | requests | p50 ms | p99 ms | rows/s | p50 speed-up vs mlflow | rows/s vs mlflow |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for (name, rows), s in results.items():

@@ -17,10 +17,13 @@ class WinProbability(mlflow.pyfunc.PythonModel):
         self.model = CatBoostClassifier()
         self.model.load_model(context.artifacts["catboost"])
         self.features = list(self.model.feature_names_)
+        # CatBoost's default (-1) predicts on every core; the benchmark's --model-threads sets it
+        self.threads = int((getattr(context, "model_config", None) or {}).get("thread_count", -1))
 
     def predict(self, context, model_input, params=None):
         frame = model_input if list(model_input.columns) == self.features else model_input[self.features]
-        probability = self.model.predict(frame.to_numpy(dtype="float64"), prediction_type="Probability")[:, 1]
+        probability = self.model.predict(frame.to_numpy(dtype="float64"), prediction_type="Probability",
+                                         thread_count=self.threads)[:, 1]
         return pd.DataFrame({"win_probability": probability})
 
 

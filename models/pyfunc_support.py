@@ -107,12 +107,20 @@ def input_schema(frame: pd.DataFrame) -> Any:
     from mlflow.models import infer_signature
     from mlflow.types.schema import AnyType, ColSpec, Schema
 
-    def numeric(name: str) -> bool:
-        return pd.api.types.is_numeric_dtype(frame[name]) and not pd.api.types.is_bool_dtype(frame[name])
-
-    typed = [name for name in frame.columns if not numeric(name)]
+    numeric = set(numeric_inputs(frame))
+    typed = [name for name in frame.columns if str(name) not in numeric]
     inferred = {spec.name: spec for spec in infer_signature(frame[typed]).inputs.inputs} if typed else {}
-    return Schema([ColSpec(AnyType(), str(name)) if numeric(name) else inferred[str(name)] for name in frame.columns])
+    return Schema([ColSpec(AnyType(), str(name)) if str(name) in numeric else inferred[str(name)] for name in frame.columns])
+
+
+def numeric_inputs(frame: pd.DataFrame) -> list[str]:
+    """The numeric input columns, saved in the model's metadata: the schema types them ``Any``
+    (see :func:`input_schema`), so this is how a server knows to check and block them as numbers."""
+    return [
+        str(name)
+        for name in frame.columns
+        if pd.api.types.is_numeric_dtype(frame[name]) and not pd.api.types.is_bool_dtype(frame[name])
+    ]
 
 
 def save_pyfunc(
@@ -147,6 +155,6 @@ def save_pyfunc(
         pip_requirements=pip_requirements(extra_pip),
         signature=signature,
         input_example=example,
-        metadata=dict(metadata) if metadata else None,
+        metadata={**(metadata or {}), "numeric_inputs": numeric_inputs(example)},
     )
     log.info("saved pyfunc model to %s", model_dir)

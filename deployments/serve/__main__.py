@@ -19,8 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m deployments.serve", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=settings.serve_host, help="bind address (default SALESRISK_SERVE_HOST)")
     parser.add_argument("--port", type=int, default=settings.serve_port, help="port (default SALESRISK_SERVE_PORT)")
-    parser.add_argument("--max-body-mb", type=float, default=16.0, help="largest request body accepted")
-    parser.add_argument("--max-rows", type=int, default=10_000, help="most rows scored in one request")
+    parser.add_argument("--max-body-mb", type=float, default=settings.serve_max_body_mb,
+                        help="largest request body accepted (default SALESRISK_SERVE_MAX_BODY_MB, else 16)")
+    parser.add_argument("--max-rows", type=int, default=settings.serve_max_rows,
+                        help="most rows scored in one request (default SALESRISK_SERVE_MAX_ROWS, else 10000)")
     parser.add_argument("--poll-seconds", type=float, default=0.2, help="how often the endpoint state is checked")
     parser.add_argument("--log-flush-rows", type=int, default=20_000, help="write inference logs after this many rows")
     parser.add_argument("--log-flush-seconds", type=float, default=5.0, help="... or after this many seconds")

@@ -27,8 +27,8 @@ from fastapi.responses import Response
 
 from deployments.inference_log import InferenceLog, ScoredBatch
 from deployments.local import state as state_mod
-from deployments.serve.live import DEPLOYMENT_HEADER, LiveEndpoints, RouteError
-from deployments.serve.scoring import PayloadError, dumps, parse
+from deployments.serve.live import DEPLOYMENT_HEADER, Deployment, LiveEndpoints, RouteError
+from deployments.serve.scoring import PayloadError, column_values, dumps, parse
 from salesrisk import catalog
 
 log = logging.getLogger("salesrisk.serve")
@@ -77,6 +77,7 @@ class ScoringService:
         self.live = live
         self.inference_log = inference_log
         self._expected = f"Bearer {config.key}".encode()
+        self._key = config.key.encode()
         self._known = frozenset(catalog.ENDPOINT_KEYS)
 
     def authorised(self, header: bytes | None) -> bool:
@@ -98,6 +99,13 @@ class ScoringService:
             if declared > self.config.max_body_bytes:
                 return error_reply(413, f"body of {declared} bytes exceeds the limit of {self.config.max_body_bytes} bytes")
         return None
+
+    def redacted(self, reply: Reply) -> Reply:
+        """An error message never carries the endpoint key, whatever the client put where (a
+        path, a column name) that the message names."""
+        if reply.status != 200 and self._key and self._key in reply.body:
+            return Reply(reply.status, reply.body.replace(self._key, b"<endpoint key>"), reply.headers)
+        return reply
 
     def slow(self, key: str) -> bool:
         """Whether the endpoint's live model is slow enough to score in a worker thread."""
@@ -122,17 +130,19 @@ class ScoringService:
             return error_reply(error.status, error.message)
         scorer = deployment.scorer
         try:
-            columns, rows = parse(body)
+            columns, rows, params = parse(body)
             if len(rows) > self.config.max_rows:
                 raise PayloadError(413, f"{len(rows)} rows exceed the limit of {self.config.max_rows} rows per request; split the batch")
+            if deployment.industry is not None:
+                check_industry(key, deployment, columns, rows)
             frame = scorer.frame(columns, rows)  # type: ignore[union-attr]
-            content = scorer.encode(scorer.predict(frame))  # type: ignore[union-attr]
+            content = scorer.encode(scorer.predict(frame, params))  # type: ignore[union-attr]
         except PayloadError as error:
             return error_reply(error.status, error.message)
         except Exception as error:  # the model raised: a server-side failure, say which model
             log.exception("scoring %s with %s v%s failed", key, deployment.model_name, deployment.version)
             return error_reply(500, f"{deployment.model_name} v{deployment.version} failed: {type(error).__name__}: {error}")
-        rid = _request_id(request_id)
+        rid = _request_id(None if request_id and self._key in request_id else request_id)  # never log the key
         self.inference_log.submit(
             ScoredBatch(
                 key, deployment.colour, deployment.model_name, deployment.version, rid, time.time(), frame, content,
@@ -140,6 +150,22 @@ class ScoringService:
             )
         )
         return Reply(200, content, [*deployment.raw_headers, (b"x-request-id", rid.encode())])
+
+
+def check_industry(key: str, deployment: Deployment, columns: list[str] | None, rows: list) -> None:
+    """An industry model answers for its own industry only: rows whose ``industry_id`` names
+    another industry are refused (a 422 naming the column and value), not scored by the wrong model."""
+    values = column_values(columns, rows, catalog.INDUSTRY_ID)
+    if values is None:
+        return
+    for i, value in enumerate(values):
+        if value is not None and str(value) != deployment.industry:
+            raise PayloadError(
+                422,
+                f"column {catalog.INDUSTRY_ID!r} row {i}: industry {value!r} has no model on endpoint {key!r}, "
+                f"which serves {deployment.model_name} v{deployment.version} (industry {deployment.industry!r}); "
+                f"score it with risk_scoring_global or deploy {catalog.registered_name('risk_scoring', str(value))}",
+            )
 
 
 def _request_id(sent: bytes | None) -> str:
@@ -188,6 +214,7 @@ class ScoringFastPath:
                 if body is None:  # the client went away
                     return
                 reply = await self.service.score_async(key, deployment, body, request_id)
+        reply = self.service.redacted(reply)
         await send(
             {
                 "type": "http.response.start",
@@ -244,7 +271,9 @@ def create_app(
             "Local stand-in for the Azure ML managed online endpoints of the sales-risk models. "
             "One endpoint per key; each has deployments `blue` and `green` and a traffic split. "
             "Send `Authorization: Bearer <key>`; the optional header `azureml-model-deployment: "
-            "<colour>` targets one deployment whatever its traffic."
+            "<colour>` targets one deployment whatever its traffic. On `risk_scoring_industry` an "
+            "`industry_id` column, when sent, must name the industry of the deployed "
+            "`risk-scoring-{industry}` model (else 422)."
         ),
         lifespan=lifespan,
     )
@@ -264,6 +293,7 @@ def create_app(
                 reply = await service.score_async(
                     key, _raw(headers.get(DEPLOYMENT_HEADER)), body or b"", _raw(headers.get("x-request-id"))
                 )
+        reply = service.redacted(reply)
         return Response(reply.body, status_code=reply.status, media_type="application/json",
                         headers={k.decode(): v.decode() for k, v in reply.headers})
 
@@ -317,6 +347,11 @@ _SCORE_OPENAPI: dict[str, Any] = {
                             "title": "Azure ML input_data (split)",
                             "required": ["input_data"],
                             "properties": {
+                                "params": {
+                                    "type": "object",
+                                    "description": "Passed to the model's predict, e.g. {\"top_factors\": false} "
+                                    "for win_probability (the probability alone, without SHAP factors).",
+                                },
                                 "input_data": {
                                     "type": "object",
                                     "required": ["columns", "data"],

@@ -18,6 +18,7 @@ from typing import Any
 
 from deployments.local import state as state_mod
 from deployments.serve.scoring import Scorer
+from salesrisk import catalog
 
 log = logging.getLogger("salesrisk.serve")
 
@@ -42,6 +43,7 @@ class Deployment:
     scorer: Scorer | None
     error: str | None = None
     raw_headers: tuple[tuple[bytes, bytes], ...] = ()  # response headers naming it, pre-encoded
+    industry: str | None = None  # the industry of a risk-scoring-{industry} model on risk_scoring_industry
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,15 @@ class Endpoint:
                 for colour, d in sorted(self.deployments.items())
             },
         }
+
+
+def industry_of(key: str, model_name: str) -> str | None:
+    """``tech`` for ``risk-scoring-tech`` deployed on ``risk_scoring_industry`` (the runbook's
+    per-industry name), else ``None``."""
+    prefix = "risk-scoring-"
+    if key != catalog.RISK_SCORING_INDUSTRY_ENDPOINT or not model_name.startswith(prefix):
+        return None
+    return model_name[len(prefix) :] or None
 
 
 def load_scorer(path: str) -> Scorer:
@@ -156,6 +167,7 @@ class LiveEndpoints:
                 path=slot.path,
                 scorer=scorer,
                 error=error,
+                industry=industry_of(key, slot.model_name),
                 raw_headers=(
                     (DEPLOYMENT_HEADER.encode(), colour.encode()),
                     (b"x-model-name", slot.model_name.encode()),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -45,8 +46,9 @@ REQUEST_SHAPES = (
     'or a list of records [{"column": value, ...}, ...]'
 )
 _NUMERIC_BLOCK_TYPES = {"double": np.float64, "float": np.float32}
+_ANY = "AnyType"
 SLOW_SECONDS = 0.005  # models slower than this are predicted in a worker thread
-IDENTIFIER_COLUMNS = ("tenant_id", "opportunity_id")  # logged with the inputs when sent
+IDENTIFIER_COLUMNS = ("tenant_id", "opportunity_id", "industry_id")  # logged with the inputs when sent
 
 
 class PayloadError(Exception):
@@ -58,27 +60,38 @@ class PayloadError(Exception):
         self.message = message
 
 
-def parse(body: bytes) -> tuple[list[str] | None, list]:
-    """Decode the body into ``(columns, rows)`` (split shape) or ``(None, records)``."""
+def parse(body: bytes) -> tuple[list[str] | None, list, dict[str, Any] | None]:
+    """Decode the body into ``(columns, rows, params)`` (split shape) or ``(None, records, params)``.
+
+    ``params`` is the optional top-level ``"params"`` object of MLflow and Azure ML requests,
+    handed to the model's predict (e.g. ``{"top_factors": false}`` for win_probability).
+    """
     try:
         payload = loads(body)
     except DECODE_ERRORS as error:
         raise PayloadError(400, f"body is not valid JSON ({error}); {REQUEST_SHAPES}") from None
+    params = None
     if isinstance(payload, dict):
+        params = payload.get("params")
+        if params is not None and not isinstance(params, dict):
+            raise PayloadError(400, 'params must be an object of parameter names to values, e.g. {"top_factors": false}')
         inner = payload.get("input_data")
         if isinstance(inner, dict):
             columns, data = inner.get("columns"), inner.get("data")
             if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
                 raise PayloadError(400, f"input_data.columns must be a list of column names; {REQUEST_SHAPES}")
+            if len(set(columns)) != len(columns):
+                repeated = sorted({c for c in columns if columns.count(c) > 1})
+                raise PayloadError(400, f"input_data.columns names {repeated} more than once")
             if not isinstance(data, list):  # each row is checked where it is read
                 raise PayloadError(400, f"input_data.data must be a list of rows (lists); {REQUEST_SHAPES}")
-            return columns, data
+            return columns, data, params or None
         if isinstance(inner, list):
             payload = inner  # {"input_data": [records]} is accepted too
         else:
             raise PayloadError(400, f"no input_data in the body; {REQUEST_SHAPES}")
     if isinstance(payload, list) and all(isinstance(r, dict) for r in payload):
-        return None, payload
+        return None, payload, params or None
     raise PayloadError(400, f"unrecognised body; {REQUEST_SHAPES}")
 
 
@@ -98,6 +111,11 @@ class Scorer:
             self.required = frozenset(schema.required_input_names())
             # DataType members have a name ("double"); Array/Object/Map/AnyType do not
             self.types = {spec.name: getattr(spec.type, "name", None) or type(spec.type).__name__ for spec in schema.inputs}
+            # Our trainers sign numeric features ``Any`` (JSON turns 5.0 into 5) and name them in
+            # the model's metadata: those columns are numbers, checked and blocked like ``double``.
+            for name in numeric_inputs(model):
+                if self.types.get(name) == _ANY:
+                    self.types[name] = "double"
             kinds = {self.types[c] for c in self.columns}
             if len(kinds) == 1 and next(iter(kinds)) in _NUMERIC_BLOCK_TYPES:
                 self.block_dtype = _NUMERIC_BLOCK_TYPES[next(iter(kinds))]
@@ -158,8 +176,14 @@ class Scorer:
                 rows = [[None if i is None else row[i] for i in index] for row in rows]
         except (IndexError, TypeError):
             raise PayloadError(400, f"every row of data must hold {len(columns or names)} values, one per column") from None
+        width = len(names)
         try:
-            block = np.array(rows, dtype=self.block_dtype)
+            # one pass over the parsed values, straight into the float block (2x np.array(rows));
+            # None becomes NaN here as well
+            if not all(type(row) is list and len(row) == width for row in rows):
+                raise ValueError
+            block = np.fromiter(chain.from_iterable(rows), dtype=self.block_dtype, count=len(rows) * width)
+            block = block.reshape(len(rows), width)
         except (TypeError, ValueError):
             block = self._coerce_slowly(rows)
         if block.ndim != 2 or block.shape[1] != len(names):
@@ -210,14 +234,14 @@ class Scorer:
         """Whether recent predictions took long enough to be worth running off the event loop."""
         return self._recent_seconds > SLOW_SECONDS
 
-    def predict(self, frame: pd.DataFrame) -> Any:
+    def predict(self, frame: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         """One prediction at a time per model: not every flavour's predict is thread-safe."""
         from mlflow.exceptions import MlflowException
 
         with self._lock:
             started = time.perf_counter()
             try:
-                return self._predict(frame)
+                return self._predict(frame) if params is None else self._predict(frame, params=params)
             except MlflowException as error:  # schema enforcement: the input is wrong, not the server
                 raise PayloadError(422, f"input does not match the model's signature: {error.message}") from None
             finally:
@@ -266,6 +290,25 @@ class Scorer:
 POLARS_ROWS = 32
 
 
+def numeric_inputs(model: Any) -> frozenset[str]:
+    """Input columns the model's metadata names as numeric: ``numeric_inputs`` (written by
+    ``models.pyfunc_support.save_pyfunc``), else the trainers' ``features`` (a list of numeric
+    columns, or ``{"columns", "categorical"}``)."""
+    meta = getattr(model.metadata, "metadata", None) if model.metadata else None
+    if not isinstance(meta, dict):
+        return frozenset()
+    listed = meta.get("numeric_inputs")
+    if isinstance(listed, list):
+        return frozenset(str(c) for c in listed)
+    features = meta.get("features")
+    if isinstance(features, list):
+        return frozenset(str(c) for c in features)
+    if isinstance(features, dict) and isinstance(features.get("columns"), list):
+        categorical = set(features.get("categorical") or ())
+        return frozenset(str(c) for c in features["columns"] if c not in categorical)
+    return frozenset()
+
+
 def _output_names(model: Any) -> list[str]:
     schema = model.metadata.get_output_schema() if model.metadata else None
     if schema is not None and not schema.is_tensor_spec() and schema.has_input_names():
@@ -291,6 +334,18 @@ def _plain(array: np.ndarray) -> list:
     if array.dtype == object:
         return [v.isoformat() if hasattr(v, "isoformat") else v for v in array.tolist()]
     return array.tolist()
+
+
+def column_values(columns: list[str] | None, rows: list, name: str) -> list | None:
+    """The values of column ``name`` in parsed rows, or ``None`` when the request has no such column."""
+    if columns is not None:
+        if name not in columns:
+            return None
+        i = columns.index(name)
+        return [row[i] if isinstance(row, list) and len(row) > i else None for row in rows]
+    if not any(isinstance(r, dict) and name in r for r in rows):
+        return None
+    return [r.get(name) if isinstance(r, dict) else None for r in rows]
 
 
 def _record_rows(records: list, names: Sequence[str], check: Callable[[Sequence[str]], None]) -> list[list]:

@@ -7,12 +7,15 @@ the trainer modules.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +108,14 @@ def _regressor(seed: int):
     x = _features(200, seed)
     y = 0.3 * x["probability"] + 0.01 * x["days_since_last_activity"] + np.random.default_rng(seed).normal(0, 0.01, 200)
     return Ridge(alpha=1.0 + seed).fit(x, y), x
+
+
+def _catboost_regressor():
+    from catboost import CatBoostRegressor
+
+    x = _features(200, 6)
+    y = 0.3 * x["probability"] + 0.01 * x["days_since_last_activity"]
+    return CatBoostRegressor(iterations=20, depth=3, verbose=0, allow_writing_files=False, thread_count=1, random_seed=0).fit(x, y), x
 
 
 def _trajectory():
@@ -221,7 +232,7 @@ def start_server(port: int, *extra_args: str, env: dict[str, str] | None = None,
     else:
         process.kill()
         raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
-    return Server(url, keys.endpoint_key(), process, log_path)
+    return Server(url, (env or {}).get("SALESRISK_ENDPOINT_KEY") or keys.endpoint_key(), process, log_path)
 
 
 def stop_server(server: Server) -> int:
@@ -275,3 +286,72 @@ def offline(monkeypatch, tmp_path) -> Path:
     monkeypatch.setenv("SALESRISK_ENDPOINT_MAP", str(tmp_path / "config" / "endpoints.yaml"))
     monkeypatch.setenv("SALESRISK_SERVE_PORT", str(free_port()))
     return tmp_path
+
+
+@dataclass
+class Stack:
+    """A server on its own home, lake, MLflow store and key, with a few models deployed."""
+
+    server: Server
+    home: Path
+    lake: Path
+    env: dict[str, str]
+    registered: dict[str, Registered]
+
+
+@contextlib.contextmanager
+def isolated_stack(root: Path, *, log_name: str = "server-stack.log") -> Iterator[Stack]:
+    """A server isolated from the session's one: win_probability (a CatBoost classifier, the fast
+    numeric path) and risk_scoring_industry (a CatBoost regressor registered as
+    ``risk-scoring-stacktech``, for the industry check), deployed to a server on ``root``'s own
+    home, lake and key, with limits of 1,000 rows and 1 MB per request. The models go to the
+    session's MLflow store under names of their own (a fresh store costs 12 s of migrations).
+    The environment is changed only while the stack is built; use ``Stack.server`` and ``Stack.env``."""
+    from deployments import endpoints
+
+    env = {
+        "SALESRISK_HOME": str(root / "home"),
+        "SALESRISK_LAKE": str(root / "lake"),
+        "SALESRISK_ENDPOINT_MAP": str(root / "endpoints.yaml"),
+        "SALESRISK_ENDPOINT_KEY": secrets.token_urlsafe(32),
+        "SALESRISK_SERVE_PORT": str(free_port()),
+    }
+    builders = {
+        "win_probability": ("win-probability-stack", lambda: _win_probability(20, 1)),
+        "risk_scoring_industry": ("risk-scoring-stacktech", _catboost_regressor),
+    }
+    registered: dict[str, Registered] = {}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        for key, (name, build) in builders.items():
+            model, x = build()
+            registered[key] = Registered(key, name, x.head(5).reset_index(drop=True))
+            registered[key].versions.append(register(name, model, x))
+        server = start_server(int(env["SALESRISK_SERVE_PORT"]), *STACK_SERVER_ARGS, env=env, log_name=log_name)
+        try:
+            for reg in registered.values():
+                endpoints.deploy(reg.key, reg.name, reg.versions[0], sample=reg.sample)
+        except BaseException:
+            stop_server(server)
+            raise
+    stack = Stack(server, root / "home", root / "lake", env, registered)
+    try:
+        yield stack
+    finally:
+        if stack.server.process.poll() is None:
+            stop_server(stack.server)
+
+
+STACK_SERVER_ARGS = ("--log-flush-seconds", "0.3", "--max-rows", "1000", "--max-body-mb", "1")
+_SHARED: dict[str, Stack] = {}
+
+
+def shared_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    """One :func:`isolated_stack` for every test module that asks (built once, stopped at the end
+    of the session), so the endpoint reliability tests pay for one server and one set of models."""
+    if "stack" not in _SHARED:
+        context = isolated_stack(tmp_path_factory.mktemp("endpoint-stack"))
+        _SHARED["stack"] = context.__enter__()
+        request.config.add_cleanup(lambda: context.__exit__(None, None, None))
+    return _SHARED["stack"]

@@ -1,0 +1,56 @@
+"""The served win-probability pyfunc's fast paths give the trainer's answer (``score_frame``)."""
+
+from __future__ import annotations
+
+import mlflow.pyfunc
+import numpy as np
+import polars as pl
+import pytest
+
+from models import win_probability as wp
+from salesrisk import catalog
+from tests.serving.conftest import _features
+
+FEATURES = list(catalog.WIN_PROBABILITY_FEATURES)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    x = _features(600, 11)
+    rng = np.random.default_rng(11)
+    y = (rng.uniform(0, 1, len(x)) < 1 / (1 + np.exp(-(4 * x["probability"] - 2)))).astype(int)
+    frame = pl.from_pandas(x).with_columns(pl.Series(catalog.WIN_TARGET, y))
+    return wp.train(frame, FEATURES, wp.WinParams(iterations=40, cv_folds=3)), frame
+
+
+@pytest.mark.parametrize("method", wp.CALIBRATION_METHODS)
+def test_fast_probability_equals_the_trainers_for_either_calibration(trained, method):
+    result, frame = trained
+    x = frame.select(FEATURES).to_pandas()
+    log_odds = result.model.log_odds(x)
+    model = wp.WinModel(result.model.classifiers, wp.calibrator(method).fit(log_odds.reshape(-1, 1), frame[catalog.WIN_TARGET].to_numpy()), result.spec)
+    fast = wp.FastProbability(model)
+
+    assert fast.summed is not None and fast.calibrators is not None  # the fast paths were taken
+    np.testing.assert_allclose(fast.probability(fast.features(x)), model.probability(x), rtol=0, atol=1e-12)
+    # integers and column order as JSON delivers them go the careful way and agree too
+    shuffled = x[FEATURES[::-1]].astype({"stage_encoded": "int64"})
+    np.testing.assert_allclose(fast.probability(fast.features(shuffled)), model.probability(x), rtol=0, atol=1e-12)
+
+
+def test_saved_model_answers_with_factors_by_default_and_without_when_asked(trained, tmp_path):
+    result, frame = trained
+    wp.save(result, tmp_path / "model", frame)
+    loaded = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    x = frame.select(FEATURES).head(40).to_pandas()
+    expected = wp.score_frame(result.model, x)
+
+    full = loaded.predict(x)
+    assert list(full.columns) == ["win_probability", "top_factors"]
+    np.testing.assert_allclose(full["win_probability"], expected["win_probability"], rtol=0, atol=1e-12)
+    assert full["top_factors"].tolist() == expected["top_factors"].tolist()
+
+    lean = loaded._model_impl.predict(x, params={"top_factors": False})
+    assert list(lean.columns) == ["win_probability"]
+    np.testing.assert_allclose(lean["win_probability"], expected["win_probability"], rtol=0, atol=1e-12)
+    assert set(loaded.metadata.metadata["numeric_inputs"]) == set(FEATURES)
