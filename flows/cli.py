@@ -14,9 +14,12 @@ import sys
 import typing
 from collections.abc import Callable, Sequence
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prefect import Flow
+from flows import local_api
+
+if TYPE_CHECKING:  # Prefect is imported by the flow modules, after local_api.start()
+    from prefect import Flow
 
 
 # What each runbook input means, shown by --help (flows share the runbook's parameter names).
@@ -58,6 +61,11 @@ def _base_type(annotation: Any) -> Any:
 
 def _parse_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def start_local_api() -> None:
+    """Called by a flow script before its other imports: see flows/local_api.py."""
+    local_api.start()
 
 
 def build_parser(flow: Flow[..., Any]) -> argparse.ArgumentParser:
@@ -106,6 +114,7 @@ def main(
     """
     args = vars(build_parser(flow).parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    local_api.wait()  # started by the script before its imports, if it was
     state = flow(**args, return_state=True)
     if inspect.isawaitable(state):
         state = asyncio.run(state)

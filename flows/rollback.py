@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from flows import cli  # first: flows/__init__ sets process defaults before Prefect loads
 
+if __name__ == "__main__":
+    cli.start_local_api()  # a local Prefect API starts while the modules below import
+
 import asyncio
 from dataclasses import asdict
 

@@ -32,6 +32,20 @@ def client() -> MlflowClient:
     return MlflowClient()
 
 
+def initialise_store() -> bool:
+    """Create a fresh local store once, before trainers start in parallel: two processes creating
+    the same SQLite file at the same moment race (one fails), and each pays for the migration.
+    Returns whether it had to; an existing file or a remote store is left to MLflow."""
+    uri = get_settings().mlflow_tracking_uri
+    if not uri.startswith("sqlite:///"):
+        return False
+    path = Path(uri.removeprefix("sqlite:///"))
+    if path.exists() and path.stat().st_size > 0:
+        return False
+    client().search_experiments(max_results=1)
+    return True
+
+
 def _is_local(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
 
@@ -60,9 +74,12 @@ def model_uri(name: str, version: str) -> str:
 
 
 def set_version_tags(name: str, version: str, tags: dict[str, Any]) -> None:
+    """Write the tags that differ (one store write each; an unchanged rerun writes none)."""
     c = client()
+    current = c.get_model_version(name, version).tags or {}
     for key, value in tags.items():
-        c.set_model_version_tag(name, version, key, str(value))
+        if current.get(key) != str(value):
+            c.set_model_version_tag(name, version, key, str(value))
 
 
 def delete_version(name: str, version: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import importlib
-from typing import Any
 
 import polars as pl
 from prefect import get_run_logger, task
@@ -70,7 +69,6 @@ def decision_markdown(trained: TrainedModel, decision: gate.GateDecision) -> str
 
 def gate_candidate(trained: TrainedModel, endpoint_key: str, force: bool = False) -> gate.GateDecision:
     logger = get_run_logger()
-    champion: dict[str, Any] | None = None
     serving = serving_version_of(trained, endpoint_key)
     if serving is not None and serving[1] == trained.run_id and not force:
         # An unchanged rerun (train came from the cache): nothing new to score.
@@ -81,11 +79,14 @@ def gate_candidate(trained: TrainedModel, endpoint_key: str, force: bool = False
             champion=trained.metrics,
             forced=False,
         )
+    elif serving is None:
+        # No champion to compare with: the trainer's own held-out metrics are the candidate's
+        # scores, and deploy smoke-tests the saved model before it takes traffic.
+        decision = gate.decide(judged(trained.metrics), None, force=force)
     else:
         rows = held_out_rows(trained)
         candidate = score(trained.model_id, trained.model_uri, rows)
-        if serving is not None:
-            champion = score(trained.model_id, registry.model_uri(trained.model_name, serving[0]), rows)
+        champion = score(trained.model_id, registry.model_uri(trained.model_name, serving[0]), rows)
         decision = gate.decide(judged(candidate), judged(champion), force=force)
     logger.info("gate for %s: %s", trained.model_name, decision.reason)
     create_markdown_artifact(
