@@ -118,23 +118,13 @@ class StepLocks:
     def acquire_lock(
         self, key: str, holder: str, acquire_timeout: float | None = None, hold_timeout: float | None = None
     ) -> bool:
-        deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout
-        while not self._try(key, holder):
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(LOCK_POLL_SECONDS)
-        return True
+        return _poll(lambda: self._try(key, holder), acquire_timeout)
 
     async def aacquire_lock(
         self, key: str, holder: str, acquire_timeout: float | None = None, hold_timeout: float | None = None
     ) -> bool:
         # Polls instead of blocking: the holder may be another flow run on this very event loop.
-        deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout
-        while not self._try(key, holder):
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(LOCK_POLL_SECONDS)
-        return True
+        return await _apoll(lambda: self._try(key, holder), acquire_timeout)
 
     def release_lock(self, key: str, holder: str) -> None:
         held = self._held.get(key)
@@ -159,20 +149,30 @@ class StepLocks:
         return held is not None and held[0] == holder
 
     def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.is_locked(key):
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(LOCK_POLL_SECONDS)
-        return True
+        return _poll(lambda: not self.is_locked(key), timeout)
 
     async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.is_locked(key):
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(LOCK_POLL_SECONDS)
-        return True
+        return await _apoll(lambda: not self.is_locked(key), timeout)
+
+
+def _poll(ready: Callable[[], bool], timeout: float | None) -> bool:
+    """Check ``ready`` every LOCK_POLL_SECONDS until it holds (True) or ``timeout`` passes (False)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not ready():
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(LOCK_POLL_SECONDS)
+    return True
+
+
+async def _apoll(ready: Callable[[], bool], timeout: float | None) -> bool:
+    """:func:`_poll` without blocking the event loop."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not ready():
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(LOCK_POLL_SECONDS)
+    return True
 
 
 # Inputs (URIs, fingerprints, parameters) + this task's source + the ML code it runs; one run at a
