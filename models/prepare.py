@@ -358,13 +358,10 @@ def prepare(
     """
     if model_id not in catalog.MODELS:
         raise ValueError(f"unknown model id {model_id!r}; expected one of {sorted(catalog.MODELS)}")
-    from models.trainer import reject_asset_reference
-
     for uri in (risk_evaluations, ml_outcomes, risk_snapshots, revenue_daily):
         if uri:
-            reject_asset_reference(uri)
-    if not storage.is_remote(output) and os.path.isfile(output):
-        raise storage.StorageError(f"{output}: --output is a file; expected a folder (new or existing)")
+            storage.reject_asset_reference(uri)
+    storage.require_output_folder(output)
     scope = Scope(tenant_id, partition_date)
     risk_snapshots = risk_snapshots or sibling(risk_evaluations, catalog.RISK_SNAPSHOTS)
     revenue_daily = revenue_daily or sibling(risk_evaluations, catalog.REVENUE_DAILY)

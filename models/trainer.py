@@ -153,19 +153,9 @@ def check_settings(args: argparse.Namespace) -> None:
             settings.require_azure()
 
 
-def reject_asset_reference(uri: str) -> None:
-    """An ``azureml:<name>:<version>`` input only means something inside an Azure ML job (which
-    mounts it and passes a path): here it would be "no such file", which hides the real mistake."""
-    if uri.startswith("azureml:") and not uri.startswith("azureml://"):
-        raise storage.StorageError(
-            f"{uri}: an Azure ML data asset reference (azureml:<name>:<version>) is resolved by Azure ML "
-            "when it runs the job (compute=azureml); on this machine pass a Parquet file, folder or abfs:// URI"
-        )
-
-
 def read_training_data(uri: str) -> pl.DataFrame:
     """The training file, or a StorageError naming it (polars' own errors do not name the file)."""
-    reject_asset_reference(uri)
+    storage.reject_asset_reference(uri)
     try:
         return storage.read_parquet(uri)
     except pl.exceptions.PolarsError as error:
@@ -208,8 +198,7 @@ def run(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         check_settings(args)
-        if args.output.exists() and not args.output.is_dir():
-            raise storage.StorageError(f"{args.output}: --output is a file; expected a folder (new or existing)")
+        storage.require_output_folder(str(args.output))
         df = read_training_data(args.training_data)
         features = resolve_features(args.features, df, default_features)
         contracts.validate_training_input(model_id, df, args.training_data, features=features)

@@ -32,6 +32,22 @@ def is_remote(uri: str) -> bool:
     return uri.startswith(REMOTE_SCHEMES)
 
 
+def reject_asset_reference(uri: str) -> None:
+    """An ``azureml:<name>:<version>`` input only means something inside an Azure ML job (which
+    mounts it and passes a path): here it would be "no such file", which hides the real mistake."""
+    if uri.startswith("azureml:") and not uri.startswith("azureml://"):
+        raise StorageError(
+            f"{uri}: an Azure ML data asset reference (azureml:<name>:<version>) is resolved by Azure ML "
+            "when it runs the job (compute=azureml); on this machine pass a Parquet file, folder or abfs:// URI"
+        )
+
+
+def require_output_folder(output: str) -> None:
+    """A step's --output is a folder it may create; an existing file there is a mistake to name."""
+    if not is_remote(output) and Path(output).is_file():
+        raise StorageError(f"{output}: --output is a file; expected a folder (new or existing)")
+
+
 def join(uri: str, *parts: str) -> str:
     """Join path parts onto a local path or a remote URI without mangling the scheme."""
     if is_remote(uri) or "://" in uri:  # also azureml://jobs/<job>/outputs/<name>/paths/...
