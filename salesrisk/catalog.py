@@ -85,17 +85,22 @@ class ModelSpec:
     registered_name: str
     endpoint_key: str
     metrics: tuple[str, ...]  # exactly the runbook's names, written to metrics.json
+    sources: tuple[str, ...]  # the lake tables its preparation reads (and its cache key fingerprints)
     min_rows: int = 0  # below this, preparation tops up with synthetic rows
 
 
 MODELS: dict[str, ModelSpec] = {
     spec.model_id: spec
     for spec in (
-        ModelSpec("risk_scoring", "risk-scoring-global", "risk_scoring_global", ("RMSE", "MAE", "R2"), 3000),
-        ModelSpec("risk_trajectory", "risk-trajectory-lstm", "risk_trajectory_lstm", ("loss", "val_loss", "mae", "val_mae")),
-        ModelSpec("win_probability", "win-probability-model", "win_probability", ("Brier", "AUC_ROC"), 5000),
-        ModelSpec("revenue_forecast", "revenue-forecasting-model", "revenue_forecasting", ("MAPE", "RMSE", "MAE")),
-        ModelSpec("anomaly", "anomaly-detection-isolation-forest", "anomaly", ("F1",)),
+        ModelSpec("risk_scoring", "risk-scoring-global", "risk_scoring_global", ("RMSE", "MAE", "R2"),
+                  (RISK_EVALUATIONS, ML_OUTCOMES), 3000),
+        ModelSpec("risk_trajectory", "risk-trajectory-lstm", "risk_trajectory_lstm", ("loss", "val_loss", "mae", "val_mae"),
+                  (RISK_SNAPSHOTS, ML_OUTCOMES)),
+        ModelSpec("win_probability", "win-probability-model", "win_probability", ("Brier", "AUC_ROC"),
+                  (RISK_EVALUATIONS, ML_OUTCOMES), 5000),
+        ModelSpec("revenue_forecast", "revenue-forecasting-model", "revenue_forecasting", ("MAPE", "RMSE", "MAE"),
+                  (REVENUE_DAILY,)),
+        ModelSpec("anomaly", "anomaly-detection-isolation-forest", "anomaly", ("F1",), (RISK_EVALUATIONS,)),
     )
 }
 

@@ -14,14 +14,8 @@ from tasks.compute import check_compute, step_key
 from tasks.policies import CACHE_POLICY, RETRY_OPTIONS
 from tasks.refs import DataRef
 
-# The tables each model's preparation reads: only these are fingerprinted into its cache key.
-SOURCES_BY_MODEL: dict[str, tuple[str, ...]] = {
-    "risk_scoring": (catalog.RISK_EVALUATIONS, catalog.ML_OUTCOMES),
-    "win_probability": (catalog.RISK_EVALUATIONS, catalog.ML_OUTCOMES),
-    "anomaly": (catalog.RISK_EVALUATIONS,),
-    "risk_trajectory": (catalog.RISK_SNAPSHOTS,),
-    "revenue_forecast": (catalog.REVENUE_DAILY,),
-}
+# The tables each model's preparation reads, fingerprinted into its cache key: from the spec.
+SOURCES_BY_MODEL: dict[str, tuple[str, ...]] = {model_id: spec.sources for model_id, spec in catalog.MODELS.items()}
 # models.prepare always takes these two flags (the runbook's interface), used or not.
 ALWAYS_PASSED = (catalog.RISK_EVALUATIONS, catalog.ML_OUTCOMES)
 
