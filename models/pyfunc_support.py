@@ -131,6 +131,7 @@ def save_pyfunc(
     extra_pip: Sequence[str] = (),
     *,
     output_example: pd.DataFrame | None = None,
+    params: Any = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> None:
     """Save ``python_model`` (an ``mlflow.pyfunc.PythonModel``) with its ``artifacts`` at
@@ -139,6 +140,8 @@ def save_pyfunc(
     ``input_example`` is a few rows of the feature columns only; ``output_example`` (what
     ``predict`` returns for them) completes the signature when given. ``extra_pip`` names what this
     model needs beyond :data:`CORE_REQUIREMENTS` (bare names are pinned to the installed version).
+    ``params`` (an ``mlflow.types.ParamSchema``) declares the predict parameters the model takes:
+    MLflow's ``PyFuncModel.predict`` drops any parameter the signature does not declare.
     """
     import mlflow
     from mlflow.models import ModelSignature, infer_signature
@@ -146,7 +149,7 @@ def save_pyfunc(
     example = input_example.reset_index(drop=True)
     # the output schema inferred on its own (inferring it with the input would warn about ints)
     outputs = infer_signature(output_example).inputs if output_example is not None else None
-    signature = ModelSignature(inputs=input_schema(example), outputs=outputs)
+    signature = ModelSignature(inputs=input_schema(example), outputs=outputs, params=params)
     mlflow.pyfunc.save_model(
         path=str(model_dir),
         python_model=_importable(python_model),

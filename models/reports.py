@@ -301,8 +301,8 @@ def mean_abs_from_top_factors(top_factors: Sequence[str]) -> dict[str, float]:
     """Mean |contribution| per feature from the served ``top_factors`` JSON (top k per row; a
     feature outside a row's top k counts as 0, so this is a lower bound of mean |SHAP|)."""
     totals: dict[str, float] = {}
-    for text in top_factors:
-        for item in json.loads(text):
+    for row in top_factors:
+        for item in json.loads(row) if isinstance(row, str) else row:  # a JSON array, or the text of one
             totals[item["feature"]] = totals.get(item["feature"], 0.0) + abs(float(item["contribution"]))
     n = max(len(top_factors), 1)
     return {name: total / n for name, total in totals.items()}

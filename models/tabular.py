@@ -7,7 +7,6 @@ sides, keeps the two from drifting apart.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -81,12 +80,49 @@ def pandas_input(df: pl.DataFrame, predictor: Any = None) -> pd.DataFrame:
     return (df.with_columns(casts) if casts else df).to_pandas()
 
 
-def top_factors(contributions: np.ndarray, columns: Sequence[str], k: int = 3) -> list[str]:
-    """Per row, the ``k`` largest contributions by size, signed, as a JSON list of
-    ``{"feature": name, "contribution": value}`` (a string, so it travels in any JSON body)."""
-    names = np.asarray(columns)
+TOP_FACTORS = 3  # contributions returned per row
+TOP_FACTORS_PARAM = "top_factors"  # predict parameter: false for the prediction alone
+
+
+def factors_requested(params: dict[str, Any] | None) -> bool:
+    """Whether a predict call asked for ``top_factors`` (the default) or passed
+    ``{"top_factors": false}`` (a JSON false, or "false"/0 from a form or query string)."""
+    if not params:
+        return True
+    value = params.get(TOP_FACTORS_PARAM, True)
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no", "off")
+    return bool(value)
+
+
+def factors_param_schema() -> Any:
+    """The model signature's params: ``top_factors`` (boolean, default true), so that MLflow's
+    ``PyFuncModel.predict(..., params=...)`` passes the switch on instead of dropping it."""
+    from mlflow.types.schema import ParamSchema, ParamSpec
+
+    return ParamSchema([ParamSpec(TOP_FACTORS_PARAM, "boolean", True)])
+
+
+def top_factors(contributions: np.ndarray, columns: Sequence[str], values: Any, k: int = TOP_FACTORS) -> list[list[dict[str, Any]]]:
+    """Per row, the ``k`` largest contributions by size as ``{"feature", "value", "contribution"}``
+    objects, largest first: the feature's name, the value the row had for it (as the model saw
+    it: a number, a category string, or ``None`` when missing) and its signed contribution."""
+    names = [str(c) for c in columns]
     order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
+    picked = np.round(np.take_along_axis(contributions, order, axis=1), 6).tolist()
+    if isinstance(values, pd.DataFrame):
+        values = values[names].to_numpy(dtype=object)
+    inputs = np.take_along_axis(np.asarray(values, dtype=object), order, axis=1).tolist()
     return [
-        json.dumps([{"feature": str(names[j]), "contribution": round(float(row[j]), 6)} for j in idx])
-        for row, idx in zip(contributions, order)
+        [{"feature": names[j], "value": _plain(v), "contribution": c} for j, v, c in zip(idx, row_values, row)]
+        for idx, row_values, row in zip(order.tolist(), inputs, picked)
     ]
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready input value: NaN and the missing-category marker become ``None``."""
+    if isinstance(value, float):
+        return None if value != value else value
+    if isinstance(value, (np.floating, np.integer)):
+        return _plain(value.item())
+    return None if value == MISSING_CATEGORY else value

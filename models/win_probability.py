@@ -197,13 +197,19 @@ def train(fitting_df: pl.DataFrame, features: Sequence[str], params: WinParams =
     return TrainedWin(WinModel(classifiers, fitted, spec), method, briers, best)
 
 
+FACTOR_UNITS = (
+    "log-odds of a win: each contribution is the feature's exact SHAP value (CatBoost, path-dependent) "
+    "in the mean log-odds of the fold classifiers, before calibration; positive raises the win probability"
+)
+
+
 def score_frame(model: WinModel, frame: pd.DataFrame) -> pd.DataFrame:
     """``win_probability`` (calibrated) and ``top_factors`` per row."""
     x = tabular.model_frame(frame, model.spec)
     return pd.DataFrame(
         {
             "win_probability": model.probability(x).astype("float64"),
-            "top_factors": tabular.top_factors(model.contributions(x), model.spec.columns),
+            "top_factors": tabular.top_factors(model.contributions(x), model.spec.columns, x),
         }
     )
 
@@ -211,15 +217,17 @@ def score_frame(model: WinModel, frame: pd.DataFrame) -> pd.DataFrame:
 class WinProbabilityModel(mlflow.pyfunc.PythonModel):
     """The served model; the :class:`WinModel` is a joblib artifact.
 
-    ``top_factors`` (SHAP over every fold classifier) costs about 70 ms for one row and 1.4 ms a row
-    in batches of 1,000, a hundred times the probability or more: a caller that needs only the probability passes ``params={"top_factors": False}``
-    (in an HTTP request: ``"params": {"top_factors": false}``) and gets the ``win_probability``
-    column alone. Serving speed, measured on 1 and 1,000 rows: the probability comes from the fold
-    classifiers summed into one CatBoost model with weights 1/k (the same mean log-odds to 1e-15,
-    one tree walk instead of k), predicting on one thread (CatBoost's default of every core was 4x
-    slower on this shared 2-core machine), from a float block when every feature is numeric and
-    already float (``tabular.model_frame`` costs 8 ms on one row), through the fitted calibration
-    function itself (``CalibratedClassifierCV.predict_proba`` adds 1.4 ms of checks per call).
+    ``top_factors`` are exact SHAP values of the served log-odds, the same numbers
+    :meth:`WinModel.contributions` gives, looked up in a per-leaf table built once at load
+    (``models.explain``): CatBoost's own call rebuilds that table on every call, which cost 14 ms
+    for one row and 319 ms for 100 with the five fold classifiers. The fold classifiers summed
+    into one model (weights 1/k) have the same SHAP values as their mean, so one table serves.
+    A caller that needs only the probability passes ``params={"top_factors": False}`` (in an HTTP
+    request ``"params": {"top_factors": false}``), declared in the signature so MLflow passes it on.
+    Probability speed: the summed model predicts on one thread (CatBoost's default of every core
+    was 4x slower on this shared 2-core machine), from a float block when every feature is numeric
+    and already float (``tabular.model_frame`` costs 8 ms on one row), through the fitted
+    calibration function itself (``CalibratedClassifierCV.predict_proba`` adds 1.4 ms per call).
     """
 
     def __init__(self) -> None:
@@ -230,20 +238,18 @@ class WinProbabilityModel(mlflow.pyfunc.PythonModel):
         import joblib
 
         self._model = joblib.load(context.artifacts["model"])
-        self._fast = FastProbability(self._model)
+        self._fast = FastProbability(self._model, explain=True)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         model = self._model
         if self._fast is None:  # unpickled without load_context
-            self._fast = FastProbability(model)
+            self._fast = FastProbability(model, explain=True)
         x = self._fast.features(model_input)
         probability = self._fast.probability(x)
-        if params is not None and params.get("top_factors", True) in (False, "false", "False", 0):
+        if not tabular.factors_requested(params):
             return pd.DataFrame({"win_probability": probability})
-        frame = x if isinstance(x, pd.DataFrame) else pd.DataFrame(x, columns=list(model.spec.columns))
-        return pd.DataFrame(
-            {"win_probability": probability, "top_factors": tabular.top_factors(model.contributions(frame), model.spec.columns)}
-        )
+        factors = tabular.top_factors(self._fast.contributions(x), model.spec.columns, x)
+        return pd.DataFrame({"win_probability": probability, "top_factors": factors})
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_model": None, "_fast": None}
@@ -252,11 +258,16 @@ class WinProbabilityModel(mlflow.pyfunc.PythonModel):
 class FastProbability:
     """:meth:`WinModel.probability`, computed the same way (checked at construction) but cheaply."""
 
-    def __init__(self, model: WinModel) -> None:
+    def __init__(self, model: WinModel, explain: bool = False) -> None:
         self.model = model
         self.columns = list(model.spec.columns)
         self.numeric = not model.spec.categorical
         self.summed = _summed(model.classifiers)
+        self._explain = None
+        if explain and self.summed is not None:
+            from models import explain as explain_mod
+
+            self._explain = explain_mod.explainer(self.summed, self.columns, model.spec.categorical_positions)
         self.calibrators = _calibration_functions(model.calibrator)
         if self.calibrators is not None:  # fall back to the calibrator itself unless identical
             grid = np.linspace(-12.0, 12.0, 241)
@@ -282,6 +293,13 @@ class FastProbability:
         if self.calibrators is None:
             return self.model.calibrator.predict_proba(log_odds.reshape(-1, 1))[:, 1].astype("float64")
         return self._calibrate(log_odds)
+
+    def contributions(self, x: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """:meth:`WinModel.contributions` (exact SHAP of the mean log-odds), from the kept table."""
+        if self._explain is None:
+            frame = x if isinstance(x, pd.DataFrame) else pd.DataFrame(x, columns=self.columns)
+            return self.model.contributions(frame)
+        return self._explain(x)
 
     def _calibrate(self, log_odds: np.ndarray) -> np.ndarray:
         p = np.mean([c.predict(log_odds) for c in self.calibrators], axis=0)  # type: ignore[union-attr]
@@ -324,7 +342,14 @@ def save(trained: TrainedWin, model_dir: Path, example: pl.DataFrame) -> None:
             input_example,
             ["catboost", "joblib"],
             output_example=score_frame(trained.model, input_example),
-            metadata={"model_id": MODEL_ID, "target": TARGET, "calibration": trained.method, "features": trained.spec.to_dict()},
+            params=tabular.factors_param_schema(),
+            metadata={
+                "model_id": MODEL_ID,
+                "target": TARGET,
+                "calibration": trained.method,
+                "features": trained.spec.to_dict(),
+                "top_factors_units": FACTOR_UNITS,
+            },
         )
 
 

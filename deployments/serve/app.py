@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 
 from deployments.inference_log import InferenceLog, ScoredBatch
 from deployments.local import state as state_mod
@@ -264,7 +266,8 @@ def create_app(
             live.stop()
             inference_log.close()
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the installed package, not a CDN
+    app = FastAPIOffline(
         title="salesrisk endpoints",
         version="1",
         description=(
@@ -281,7 +284,7 @@ def create_app(
 
     @app.post("/score/{key}", summary="Score rows with the endpoint's live deployment", openapi_extra=_SCORE_OPENAPI,
               response_class=Response)
-    async def score(key: str, request: Request) -> Response:
+    async def score(key: str, request: Request, _: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> Response:
         headers = request.headers
         reply = service.preflight(key, _raw(headers.get("authorization")), _raw(headers.get("content-length")))
         if reply is None:
@@ -301,9 +304,14 @@ def create_app(
     async def health() -> dict[str, Any]:
         return {"status": "ok", "revision": live.revision, "state_id": state_id}
 
-    @app.get("/endpoints", summary="Each endpoint's deployments, versions and traffic", openapi_extra=_SECURED)
-    async def endpoints(request: Request) -> Response:
-        if not service.authorised(_raw(request.headers.get("authorization"))):
+    @app.get(
+        "/endpoints",
+        summary="Each endpoint's deployments, versions and traffic, with the input columns, types, "
+        "parameters, output columns (and the units of top_factors) and a request example of each deployment",
+    )
+    async def endpoints(credentials: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> Response:
+        sent = f"{credentials.scheme} {credentials.credentials}".encode("latin-1") if credentials else None
+        if not service.authorised(sent):
             reply = error_reply(401, "missing or wrong key: send 'Authorization: Bearer <endpoint key>'", _UNAUTHORISED)
             return Response(reply.body, status_code=401, media_type="application/json",
                             headers={k.decode(): v.decode() for k, v in reply.headers})
@@ -315,7 +323,6 @@ def create_app(
         }
         return Response(dumps({"revision": live.revision, "endpoints": listing}), media_type="application/json")
 
-    app.openapi = _with_bearer_scheme(app)  # type: ignore[method-assign]
     return ScoringFastPath(app, service)
 
 
@@ -323,10 +330,40 @@ def _raw(value: str | None) -> bytes | None:
     return value.encode("latin-1") if value is not None else None
 
 
-_SECURED: dict[str, Any] = {"security": [{"endpointKey": []}]}
+# The OpenAPI security scheme of the key; the key itself is compared in ScoringService.authorised
+# (constant time), because the scoring fast path checks it without FastAPI.
+BEARER = HTTPBearer(
+    scheme_name="endpointKey",
+    description="The endpoint key (SALESRISK_ENDPOINT_KEY, or the generated key under SALESRISK_HOME)",
+    auto_error=False,
+)
+_EXAMPLE_ROW: dict[str, float] = {
+    "amount": 42000.0,
+    "probability": 0.45,
+    "days_to_close": 30.0,
+    "stage_encoded": 2.0,
+    "industry_encoded": 1.0,
+    "days_since_last_activity": 5.0,
+    "activity_count_30d": 7.0,
+    "stakeholder_count": 3.0,
+}
+assert set(_EXAMPLE_ROW) == set(catalog.WIN_PROBABILITY_FEATURES) == set(catalog.RISK_SCORING_FEATURES)
+_FACTOR = {
+    "type": "object",
+    "required": ["feature", "value", "contribution"],
+    "properties": {
+        "feature": {"type": "string", "description": "Input column name"},
+        "value": {"description": "The row's value of that column, as the model saw it (null when missing)"},
+        "contribution": {
+            "type": "number",
+            "description": "Signed SHAP contribution. win_probability: log-odds of a win (before calibration); "
+            "risk_scoring_*: risk-score points (units of target_risk). Positive raises the prediction. "
+            "/endpoints states each deployed model's units.",
+        },
+    },
+}
 _ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {"detail": {"type": "string"}}}}}}
 _SCORE_OPENAPI: dict[str, Any] = {
-    **_SECURED,
     "parameters": [
         {
             "name": DEPLOYMENT_HEADER,
@@ -349,8 +386,9 @@ _SCORE_OPENAPI: dict[str, Any] = {
                             "properties": {
                                 "params": {
                                     "type": "object",
-                                    "description": "Passed to the model's predict, e.g. {\"top_factors\": false} "
-                                    "for win_probability (the probability alone, without SHAP factors).",
+                                    "description": "Passed to the model's predict. {\"top_factors\": false} returns "
+                                    "the prediction alone (win_probability, risk_scoring_*), without the SHAP factors.",
+                                    "properties": {"top_factors": {"type": "boolean", "default": True}},
                                 },
                                 "input_data": {
                                     "type": "object",
@@ -365,14 +403,46 @@ _SCORE_OPENAPI: dict[str, Any] = {
                         {"type": "array", "title": "records", "items": {"type": "object"}},
                     ]
                 },
-                "example": {"input_data": {"columns": ["amount", "probability"], "data": [[12000.0, 0.4]]}},
+                "examples": {
+                    "win_probability or risk_scoring_global": {
+                        "summary": "One open deal, with top_factors (the default)",
+                        "value": {"input_data": {"columns": list(_EXAMPLE_ROW), "data": [list(_EXAMPLE_ROW.values())]}},
+                    },
+                    "without top_factors": {
+                        "summary": "The prediction alone",
+                        "value": {
+                            "input_data": {"columns": list(_EXAMPLE_ROW), "data": [list(_EXAMPLE_ROW.values())]},
+                            "params": {"top_factors": False},
+                        },
+                    },
+                },
             }
         },
     },
     "responses": {
         "200": {
-            "description": "The model's output, one JSON object per output row",
-            "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}},
+            "description": "The model's output, one JSON object per output row (GET /endpoints lists each "
+            "deployed model's output columns)",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "win_probability": {"type": "number", "description": "Calibrated probability of a win"},
+                                "risk_score": {"type": "number"},
+                                "top_factors": {
+                                    "type": "array",
+                                    "items": _FACTOR,
+                                    "description": "The three largest contributions by size, largest first",
+                                },
+                            },
+                            "additionalProperties": True,
+                        },
+                    }
+                }
+            },
         },
         "400": {"description": "Malformed body", **_ERROR},
         "401": {"description": "Missing or wrong key", **_ERROR},
@@ -382,20 +452,3 @@ _SCORE_OPENAPI: dict[str, Any] = {
         "503": {"description": "Nothing deployed, or the deployment failed to load", **_ERROR},
     },
 }
-
-
-def _with_bearer_scheme(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    original = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = original()
-            schema.setdefault("components", {}).setdefault("securitySchemes", {})["endpointKey"] = {
-                "type": "http",
-                "scheme": "bearer",
-                "description": "The endpoint key (SALESRISK_ENDPOINT_KEY, or the generated key under SALESRISK_HOME)",
-            }
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    return openapi

@@ -86,6 +86,7 @@ class Endpoint:
                     "model_name": d.model_name,
                     "version": d.version,
                     "state": "ready" if d.scorer is not None else f"failed: {d.error}",
+                    **(d.scorer.describe() if d.scorer is not None else {}),
                 }
                 for colour, d in sorted(self.deployments.items())
             },
@@ -104,7 +105,7 @@ def industry_of(key: str, model_name: str) -> str | None:
 def load_scorer(path: str) -> Scorer:
     import mlflow.pyfunc
 
-    return Scorer(mlflow.pyfunc.load_model(path))
+    return Scorer(mlflow.pyfunc.load_model(path), path)
 
 
 class LiveEndpoints:

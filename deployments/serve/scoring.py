@@ -98,8 +98,10 @@ def parse(body: bytes) -> tuple[list[str] | None, list, dict[str, Any] | None]:
 class Scorer:
     """Turns parsed rows into the frame a model expects, predicts, and encodes the answer as records."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, path: str | None = None) -> None:
         self.model = model
+        self.path = path
+        self._description: dict[str, Any] | None = None
         self.columns: tuple[str, ...] | None = None
         self.required: frozenset[str] = frozenset()
         self.types: dict[str, str] = {}
@@ -128,6 +130,15 @@ class Scorer:
         self._identifiers = tuple(c for c in IDENTIFIER_COLUMNS if c not in self._positions)
         self._lock = threading.Lock()
         self._recent_seconds = 0.0  # moving average of predict time
+
+    # --- description -----------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """What a caller needs to build a request: the input columns with their types, the
+        predict parameters, the output columns (with the units of ``top_factors`` when the model
+        states them) and a request built from the model's own input example."""
+        if self._description is None:
+            self._description = describe_model(self.model, self.path, self.types, self.required)
+        return self._description
 
     # --- input ---------------------------------------------------------------------------
     def frame(self, columns: list[str] | None, rows: list) -> pd.DataFrame:
@@ -357,3 +368,47 @@ def _record_rows(records: list, names: Sequence[str], check: Callable[[Sequence[
             if any(c not in record for c in names):
                 check(list(record))  # raises when a required column is missing
         return [[r.get(c) for c in names] for r in records]  # only optional columns are absent
+
+
+def describe_model(model: Any, path: str | None, types: dict[str, str], required: frozenset[str]) -> dict[str, Any]:
+    """:meth:`Scorer.describe` for ``model`` loaded from ``path``."""
+    meta = model.metadata
+    schema = meta.get_input_schema() if meta else None
+    inputs: list[dict[str, Any]] = []
+    if schema is not None and not schema.is_tensor_spec() and schema.has_input_names():
+        for spec in schema.inputs:
+            kind = types.get(spec.name) or str(spec.type)
+            inputs.append({"name": spec.name, "type": "number" if kind in ("double", "float") else kind,
+                           "required": spec.name in required})
+    outputs = _output_names(model) if meta and meta.get_output_schema() is not None else []
+    extra = getattr(meta, "metadata", None) or {}
+    out: dict[str, Any] = {"inputs": inputs, "outputs": outputs}
+    params = meta.get_params_schema() if meta else None
+    if params is not None:
+        out["params"] = [{"name": p.name, "type": getattr(p.dtype, "name", str(p.dtype)), "default": p.default} for p in params.params]
+    if "top_factors" in outputs:
+        out["top_factors"] = {
+            "shape": 'per row, a JSON array of the largest contributions, largest first: [{"feature": name, '
+            '"value": the row\'s input value, "contribution": signed number}]; send "params": {"top_factors": false} '
+            "for the prediction alone",
+            "units": extra.get("top_factors_units", "the model's output units (not stated by this model)"),
+        }
+    example = _example_request(meta, path)
+    if example is not None:
+        out["example"] = example
+    return out
+
+
+def _example_request(meta: Any, path: str | None) -> dict[str, Any] | None:
+    """The model's saved input example as a request body (its first row), or ``None``."""
+    if meta is None or path is None:
+        return None
+    try:
+        frame = meta.load_input_example(path)
+    except Exception:  # a model saved without an example, or one MLflow cannot read back
+        return None
+    if not isinstance(frame, pd.DataFrame) or frame.empty:
+        return None
+    row = frame.head(1)
+    records = loads(row.to_json(orient="split", date_format="iso", index=False))
+    return {"input_data": {"columns": records["columns"], "data": records["data"]}}

@@ -3,7 +3,6 @@ fresh process, scored on rows it never saw, with the runbook's RMSE/MAE/R2."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlflow
@@ -35,7 +34,7 @@ def test_model_loads_in_fresh_process_with_its_own_code(trained, opportunities_p
     assert answer["code"].startswith(str(trained.output / "model" / "code"))
     for row in answer["head"]:
         assert 0.0 <= row["risk_score"] <= 1.0
-        factors = json.loads(row["top_factors"])
+        factors = row["top_factors"]
         assert len(factors) == 3
         assert {f["feature"] for f in factors} <= set(catalog.RISK_SCORING_FEATURES)
         sizes = [abs(f["contribution"]) for f in factors]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import numpy as np
 import pandas as pd
@@ -33,10 +32,11 @@ def test_feature_spec_takes_strings_as_categorical():
 
 def test_top_factors_are_the_largest_by_size_with_their_sign():
     contributions = np.array([[0.1, -0.5, 0.3, 0.0], [0.0, 0.0, 0.0, 2.0]])
-    rows = [json.loads(r) for r in tabular.top_factors(contributions, ["a", "b", "c", "d"])]
+    values = np.array([[1.0, np.nan, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
+    rows = tabular.top_factors(contributions, ["a", "b", "c", "d"], values)
     assert [f["feature"] for f in rows[0]] == ["b", "c", "a"]
-    assert rows[0][0]["contribution"] == -0.5
-    assert rows[1][0] == {"feature": "d", "contribution": 2.0}
+    assert rows[0][0] == {"feature": "b", "value": None, "contribution": -0.5}  # a missing value is null
+    assert rows[1][0] == {"feature": "d", "value": 8.0, "contribution": 2.0}
 
 
 def test_random_split_equals_scikit_learn_stratified_split():

@@ -3,7 +3,6 @@ pyfunc that loads in a fresh process, with the runbook's Brier and AUC_ROC (plus
 
 from __future__ import annotations
 
-import json
 
 import mlflow
 import numpy as np
@@ -37,7 +36,7 @@ def test_model_loads_in_fresh_process_with_its_own_code(trained, opportunities_p
     assert answer["code"].startswith(str(trained.output / "model" / "code"))
     for row in answer["head"]:
         assert 0.0 <= row["win_probability"] <= 1.0
-        factors = json.loads(row["top_factors"])
+        factors = row["top_factors"]
         assert len(factors) == 3
         assert {f["feature"] for f in factors} <= set(catalog.WIN_PROBABILITY_FEATURES)
 
@@ -66,7 +65,7 @@ def test_auto_features_take_strings_as_categoricals(make_opportunities, trainer_
     assert metrics["AUC_ROC"] > 0.95
     model = mlflow.pyfunc.load_model(str(run.output / "model"))
     assert "region" in model.metadata.get_input_schema().input_names()
-    assert "region" in json.loads(model.predict(frame.head(5).to_pandas())["top_factors"][0])[0]["feature"]
+    assert "region" in model.predict(frame.head(5).to_pandas())["top_factors"][0][0]["feature"]
     rows = win_probability.holdout(frame)  # no date column: a stratified random split
     assert rows["target_win"].mean() == pytest.approx(frame.filter(pl.col("is_closed"))["target_win"].mean(), abs=0.05)
 
