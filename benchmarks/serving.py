@@ -1,32 +1,43 @@
-"""Serving speed: the local endpoint server against ``mlflow models serve`` and in-process predict.
+"""Serving speed of the trainers' own models: the endpoint server against ``mlflow models serve``.
 
-``.venv/bin/python -m benchmarks.serving [--single N] [--batch N] [--rounds R] [--max-seconds S]``
+``.venv/bin/python -m benchmarks.serving [--state DIR] [--repeats 3] [--requests 200]
+[--max-seconds 8] [--no-readme] [--keep]``
 
-Trains a CatBoost win-probability model with the runbook's 8 features on generated data,
-registers it in a throw-away MLflow store, deploys it to ``win_probability`` with
-``deployments.endpoints.deploy`` and then, in the same run and interleaved round by round (so the
-other work on this shared machine hits every contender alike):
+Models: with ``--state`` the deployments of a ``make run`` (its ``SALESRISK_HOME``, e.g.
+``.salesrisk``); otherwise ``flows/retrain_all.py`` trains every model with the real trainers on
+the default generated lake (under ``benchmarks/.work/serving-lake``, made once) into a fresh
+temporary MLflow registry and endpoint state, exactly as ``make run`` does.
 
-- ``salesrisk serve``: ``python -m deployments.serve`` with key auth, validation and inference
-  logging on, ``POST /score/win_probability`` in the Azure ML ``input_data`` shape;
-- ``mlflow models serve``: the same registered model folder, ``--env-manager local``, ``POST
-  /invocations`` with ``dataframe_split`` (the anchor a user would reach for);
-- ``in-process``: ``PyFuncModel.predict`` on a ready DataFrame (the floor: no HTTP, no JSON).
+Contenders, in the same run: ``python -m deployments.serve`` on that endpoint state (key auth,
+validation and inference logging on; ``POST /score/<key>`` in the Azure ML ``input_data`` shape),
+and, per endpoint, ``mlflow models serve -m <the same model folder> --env-manager local``
+(``POST /invocations`` with ``dataframe_split``). One sequential keep-alive client on loopback.
+Each case (endpoint x rows per request x top_factors on/off) runs ``--repeats`` rounds, each round
+alternating the two servers, so load from other users of the machine hits both alike. The two
+answers are checked equal before timing. Request rows are the lake's own prepared rows; for the
+trajectory endpoint a request is whole opportunities (each the last ``sequence_length``
+snapshots, as a caller sends them); for revenue, the future dates to forecast.
 
-One sequential keep-alive client on loopback; single-row and 1,000-row requests; bounded by count
-and by time. Prints a Markdown table (p50, p99, rows/s, ratio to mlflow) and the targets' verdicts.
+Targets (issue 17): with ``top_factors`` (win_probability, risk_scoring_*): 1 row <= 3 ms p50,
+100 rows <= 20 ms, 1,000 rows <= 100 ms; without: 1 row <= 1.5 ms and 1,000 rows <= 5 ms for every
+tabular endpoint. A verdict compares the median over the repeats of each round's p50 with the
+target and says "not met" otherwise. The table goes to ``benchmarks/README.md`` between the
+``serving-table`` marker comments (unless ``--no-readme``).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,23 +51,32 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work"
-MODEL_CODE = Path(__file__).with_name("serving_model.py")
+README = ROOT / "benchmarks" / "README.md"
+MARKERS = ("<!-- serving-table:start -->", "<!-- serving-table:end -->")
+
+FACTOR_ENDPOINTS = ("win_probability", "risk_scoring_global", "risk_scoring_industry")
+TABULAR_ENDPOINTS = (*FACTOR_ENDPOINTS, "anomaly")
+PREPARED = {  # endpoint key -> the model id whose prepared rows feed it
+    "win_probability": "win_probability",
+    "risk_scoring_global": "risk_scoring",
+    "risk_scoring_industry": "risk_scoring",
+    "anomaly": "anomaly",
+    "risk_trajectory_lstm": "risk_trajectory",
+    "revenue_forecasting": "revenue_forecast",
+}
+FACTORS_ON_MS = {1: 3.0, 100: 20.0, 1000: 100.0}
+FACTORS_OFF_MS = {1: 1.5, 1000: 5.0}
 
 
-@dataclass
-class Series:
-    """Latencies (seconds) of one contender at one batch size, pooled over rounds."""
+def target_ms(key: str, rows: int, factors: bool) -> float | None:
+    if key not in TABULAR_ENDPOINTS:
+        return None
+    if factors:
+        return FACTORS_ON_MS.get(rows) if key in FACTOR_ENDPOINTS else None
+    return FACTORS_OFF_MS.get(rows)
 
-    name: str
-    rows: int
-    latencies: list[float] = field(default_factory=list)
-    elapsed: float = 0.0  # wall time of all requests, for rows/s
 
-    def p(self, q: float) -> float:
-        return float(np.percentile(self.latencies, q)) * 1000.0
-
-    def rows_per_second(self) -> float:
-        return self.rows * len(self.latencies) / self.elapsed
+# --- helpers shared with benchmarks.load and benchmarks.fuzz ---------------------------------
 
 
 def work_env(work: Path, port: int, key: str) -> dict[str, str]:
@@ -78,6 +98,7 @@ def free_port() -> int:
 
 
 def generate(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Generated deals with the runbook's 8 features and a win label (for benchmarks.load)."""
     from salesrisk import catalog
 
     rng = np.random.default_rng(seed)
@@ -98,38 +119,7 @@ def generate(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     return x, y
 
 
-def train_and_register(work: Path, threads: int = -1) -> tuple[str, str]:
-    """Fit, log and register the model; return (registered name, version)."""
-    import mlflow
-    from catboost import CatBoostClassifier
-    from mlflow.models import infer_signature
-
-    from salesrisk import catalog, registry
-
-    x, y = generate(5_000)
-    model = CatBoostClassifier(iterations=300, depth=6, verbose=0, allow_writing_files=False, thread_count=2, random_seed=0)
-    model.fit(x, y)
-    cbm = work / "win.cbm"
-    model.save_model(str(cbm))
-    name = catalog.registered_name("win_probability")
-    registry.configure()
-    experiment = mlflow.create_experiment("serving-benchmark", artifact_location=(work / "artifacts").as_uri())
-    with mlflow.start_run(experiment_id=experiment):
-        output = pd.DataFrame({"win_probability": model.predict_proba(x.head(5))[:, 1]})
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(MODEL_CODE),
-            artifacts={"catboost": str(cbm)},
-            signature=infer_signature(x.head(5), output),
-            input_example=x.head(3),
-            pip_requirements=["catboost", "pandas", "mlflow"],
-            registered_model_name=name,
-            model_config={"thread_count": threads},
-        )
-    return name, str(info.registered_model_version)
-
-
-def wait_http(port: int, path: str, process: subprocess.Popen, timeout: float = 180.0) -> None:
+def wait_http(port: int, path: str, process: subprocess.Popen, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -155,12 +145,141 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(10)
 
 
-class HttpContender:
+# --- the models ------------------------------------------------------------------------------
+
+
+def train_all(work: Path) -> tuple[Path, Path]:
+    """``flows/retrain_all.py`` into a fresh state under ``work``; returns (SALESRISK_HOME, lake)."""
+    lake = WORK / "serving-lake"
+    if not (lake / "ml_outcomes").exists():
+        from models import synthetic
+
+        synthetic.generate(str(lake))
+    state = work / "state"
+    state.mkdir(parents=True)
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(state / ".prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}",
+        "SALESRISK_HOME": str(state / ".salesrisk"),
+        "SALESRISK_LAKE": str(lake),
+        "SALESRISK_ENDPOINT_MAP": str(state / "config" / "endpoints.yaml"),
+        "SALESRISK_SERVE_PORT": str(free_port()),  # deploy's probe finds no server and checks in-process
+        "MPLCONFIGDIR": str(work / "mpl"),
+    }
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(ROOT / "flows" / "retrain_all.py")], cwd=state, env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"retrain_all failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    print(f"trained every model with retrain_all in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return state / ".salesrisk", lake
+
+
+@dataclass
+class Live:
+    key: str
+    model_name: str
+    version: str
+    path: str
+
+
+def deployed(home: Path) -> list[Live]:
+    """The live deployment of each endpoint in the endpoint state under ``home``."""
+    state = json.loads((home / "endpoints" / "state.json").read_text())
+    out = []
+    for key, endpoint in sorted(state["endpoints"].items()):
+        traffic = endpoint.get("traffic") or {}
+        colour = max(traffic, key=traffic.get, default=None) if traffic else None
+        slot = endpoint["deployments"].get(colour) if colour else None
+        if slot:
+            out.append(Live(key, slot["model_name"], str(slot["version"]), slot["path"]))
+    return out
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    key: str
+    rows: int  # rows per request
+    label: str  # how a caller's request is made up
+    factors: bool | None  # top_factors on / off; None: the model has none
+    frames: list[pd.DataFrame]
+
+    def bodies(self, shape: str) -> list[bytes]:
+        out = []
+        for frame in self.frames:
+            split = json.loads(frame.to_json(orient="split", date_format="iso", index=False))
+            body: dict = {shape: {"columns": split["columns"], "data": split["data"]}}
+            if self.factors is False:
+                body["params"] = {"top_factors": False}
+            out.append(json.dumps(body).encode())
+        return out
+
+
+def prepared_rows(lake: Path, model_id: str) -> pd.DataFrame:
+    files = sorted((lake / "ml_training" / model_id).glob("*/prepared.parquet"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        raise SystemExit(f"no prepared rows for {model_id} under {lake / 'ml_training'}")
+    return pd.read_parquet(files[-1])
+
+
+def cases_for(live: Live, lake: Path, variants: int = 20) -> list[Case]:
+    """The requests each endpoint's callers send, from the lake's own prepared rows."""
+    import mlflow.models
+
+    meta = mlflow.models.Model.load(live.path)
+    columns = meta.get_input_schema().input_names()
+    outputs = meta.get_output_schema().input_names() if meta.get_output_schema() else []
+    has_factors = "top_factors" in outputs
+    rng = np.random.default_rng(0)
+    data = prepared_rows(lake, PREPARED[live.key])
+    if live.key in TABULAR_ENDPOINTS:
+        rows = data[columns].reset_index(drop=True)
+        out = []
+        for n in (1, 100, 1000):
+            frames = [rows.iloc[rng.choice(len(rows), n, replace=False)].reset_index(drop=True) for _ in range(variants)]
+            for factors in ((True, False) if has_factors else (None,)):
+                out.append(Case(live.key, n, f"{n:,} row{'s' if n > 1 else ''}", factors, frames))
+        return out
+    if live.key == "risk_trajectory_lstm":
+        from salesrisk import catalog
+
+        example = meta.load_input_example(live.path)
+        length = int(example.groupby(catalog.TRAJECTORY_ID).size().max())
+        data = data.sort_values([catalog.TRAJECTORY_ID, catalog.TRAJECTORY_TIME])
+        histories = [g.tail(length)[columns] for _, g in data.groupby(catalog.TRAJECTORY_ID, sort=False) if len(g) >= length]
+        out = []
+        for opportunities in (1, 100):
+            frames = []
+            for _ in range(variants // 4 if opportunities > 1 else variants):
+                picked = rng.choice(len(histories), opportunities, replace=False)
+                frames.append(pd.concat([histories[i] for i in picked], ignore_index=True))
+            label = f"{opportunities} opportunit{'y' if opportunities == 1 else 'ies'} x {length} snapshots"
+            out.append(Case(live.key, opportunities * length, label, None, frames))
+        return out
+    if live.key == "revenue_forecasting":
+        example = meta.load_input_example(live.path)
+        column = columns[0]
+        start = pd.Timestamp(pd.to_datetime(data.iloc[:, 0]).max()) + pd.Timedelta(days=1)
+        del example
+        return [
+            Case(live.key, days, f"{days} future days", None,
+                 [pd.DataFrame({column: pd.date_range(start, periods=days, freq="D").strftime("%Y-%m-%d")})])
+            for days in (30, 365)
+        ]
+    return []
+
+
+class Client:
     """Sequential POSTs of pre-encoded bodies over one keep-alive connection."""
 
     def __init__(self, name: str, port: int, path: str, headers: dict[str, str], bodies: list[bytes]):
         self.name, self.port, self.path, self.headers, self.bodies = name, port, path, headers, bodies
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
 
     def reconnect(self) -> None:
         """A fresh connection and one untimed request (servers drop idle keep-alive connections)."""
@@ -173,168 +292,184 @@ class HttpContender:
         response = self.conn.getresponse()
         data = response.read()
         if response.status != 200:
-            raise RuntimeError(f"{self.name}: HTTP {response.status}: {data[:300]!r}")
+            raise RuntimeError(f"{self.name} {self.path}: HTTP {response.status}: {data[:300]!r}")
         return data
 
 
-def measure(call: Callable[[int], object], series: Series, count: int, max_seconds: float) -> None:
+def timed(call: Callable[[int], object], count: int, max_seconds: float) -> list[float]:
+    out: list[float] = []
     deadline = time.perf_counter() + max_seconds
-    start = time.perf_counter()
     for i in range(count):
         t0 = time.perf_counter()
         call(i)
-        series.latencies.append(time.perf_counter() - t0)
-        if t0 > deadline:
+        out.append(time.perf_counter() - t0)
+        if t0 > deadline and len(out) >= 5:
             break
-    series.elapsed += time.perf_counter() - start
+    return out
+
+
+def same_answer(ours: bytes, theirs: bytes) -> None:
+    """Both servers must give the same records, or the timings compare different work."""
+    mine, anchor = json.loads(ours), json.loads(theirs)["predictions"]
+    if not _close(mine, anchor):
+        raise AssertionError(f"the two servers disagree: {str(mine)[:300]} vs {str(anchor)[:300]}")
+
+
+def _close(a: object, b: object) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(a - b) <= 1e-9 * max(1.0, abs(b))
+    if isinstance(a, str) and isinstance(b, str) and a != b:  # the same instant, written two ways
+        try:
+            return pd.Timestamp(a) == pd.Timestamp(b)
+        except ValueError:
+            return False
+    return a == b
+
+
+@dataclass
+class Result:
+    case: Case
+    ours: list[list[float]] = field(default_factory=list)  # per round, seconds
+    theirs: list[list[float]] = field(default_factory=list)
+
+    @staticmethod
+    def p50s(rounds: list[list[float]]) -> list[float]:
+        return [float(np.percentile(r, 50)) * 1000 for r in rounds]
+
+    def p50(self, rounds: list[list[float]]) -> float:
+        return statistics.median(self.p50s(rounds))
+
+    @staticmethod
+    def p99(rounds: list[list[float]]) -> float:
+        return float(np.percentile([x for r in rounds for x in r], 99)) * 1000
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--single", type=int, default=3_000, help="single-row requests per contender")
-    parser.add_argument("--batch", type=int, default=400, help="1,000-row requests per contender")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds the counts are split into")
-    parser.add_argument("--max-seconds", type=float, default=20.0, help="time cap per contender and round")
-    parser.add_argument("--keep", action="store_true", help="keep the work folder (models, lake, logs)")
-    parser.add_argument("--model-threads", type=int, default=-1,
-                        help="CatBoost prediction threads of the benchmark model, for every contender alike "
-                             "(default -1: every core, CatBoost's default)")
-    parser.add_argument("--deferred-log", action="store_true",
-                        help="also time a second salesrisk server whose inference log is written only at shutdown "
-                             "(shows what the background writer costs on this machine)")
+    parser.add_argument("--state", type=Path, default=None,
+                        help="SALESRISK_HOME of a make run (e.g. .salesrisk); default: train everything afresh")
+    parser.add_argument("--lake", type=Path, default=None, help="the lake of --state (default: ./lake beside it)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds per case (the verdict uses their median p50)")
+    parser.add_argument("--requests", type=int, default=200, help="requests per contender, case and round (at most)")
+    parser.add_argument("--max-seconds", type=float, default=8.0, help="time cap per contender, case and round")
+    parser.add_argument("--no-readme", action="store_true", help="print the table only")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
 
     WORK.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="serving-", dir=WORK))
-    port, mlflow_port, deferred_port = free_port(), free_port(), free_port()
-    key = secrets.token_urlsafe(32)
-    os.environ.update(
-        {
-            **work_env(work, port, key),
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
-    )
+    load_before = os.getloadavg()
+    started = dt.datetime.now(dt.timezone.utc)
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # mlflow execs uvicorn
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from salesrisk import runtime
 
     runtime.quiet_libraries()
     processes: list[subprocess.Popen] = []
+    results: list[Result] = []
     try:
         print(f"work folder {work}", file=sys.stderr)
-        name, version = train_and_register(work, args.model_threads)
-        from deployments import endpoints
-        from deployments.local import state
-
-        deployed = endpoints.deploy("win_probability", name, version)
-        model_dir = state.load().endpoints["win_probability"].deployments[deployed.colour].path
-
+        if args.state is not None:
+            home = args.state.resolve()
+            lake = (args.lake or home.parent / "lake").resolve()
+        else:
+            home, lake = train_all(work)
+        lives = deployed(home)
+        key = secrets.token_urlsafe(32)
+        port = free_port()
+        env = {**os.environ, "SALESRISK_HOME": str(home), "SALESRISK_LAKE": str(work / "inference-lake"),
+               "SALESRISK_ENDPOINT_KEY": key, "SALESRISK_SERVE_PORT": str(port),
+               "SALESRISK_ENDPOINT_MAP": str(work / "endpoints.yaml")}
         log = open(work / "servers.log", "wb")
-        processes.append(subprocess.Popen([sys.executable, "-m", "deployments.serve", "--port", str(port), "--log-level", "warning"],
-                                          cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
-        processes.append(subprocess.Popen(["mlflow", "models", "serve", "-m", model_dir, "--env-manager", "local",
-                                           "-h", "127.0.0.1", "-p", str(mlflow_port)],
-                                          cwd=work, stdout=log, stderr=subprocess.STDOUT))
-        if args.deferred_log:
-            processes.append(subprocess.Popen([sys.executable, "-m", "deployments.serve", "--port", str(deferred_port),
-                                               "--log-level", "warning", "--log-flush-seconds", "86400",
-                                               "--log-flush-rows", str(10**9)],
-                                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
-            wait_http(deferred_port, "/health", processes[2])
-        wait_http(port, "/health", processes[0])
-        wait_http(mlflow_port, "/ping", processes[1])
-        results = run(args, port, mlflow_port, key, model_dir, deferred_port if args.deferred_log else None)
+        ours = subprocess.Popen([sys.executable, "-m", "deployments.serve", "--port", str(port), "--log-level", "warning",
+                                 "--poll-seconds", "5"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        processes.append(ours)
+        wait_http(port, "/health", ours)
+        for live in lives:
+            mlflow_port = free_port()
+            anchor = subprocess.Popen(["mlflow", "models", "serve", "-m", live.path, "--env-manager", "local",
+                                       "-h", "127.0.0.1", "-p", str(mlflow_port)],
+                                      cwd=work, stdout=log, stderr=subprocess.STDOUT)
+            processes.append(anchor)
+            try:
+                wait_http(mlflow_port, "/ping", anchor)
+                for case in cases_for(live, lake):
+                    print(f"{live.key}: {case.label}, top_factors {case.factors}", file=sys.stderr)
+                    results.append(run_case(case, port, mlflow_port, key, args))
+            finally:
+                stop(anchor)
+                processes.remove(anchor)
     finally:
         for process in processes:
             stop(process)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    report(results, args)
+    finished = dt.datetime.now(dt.timezone.utc)
+    table = report(results, args, started, finished, load_before, os.getloadavg())
+    print(table)
+    if not args.no_readme:
+        write_readme(table)
     return 0
 
 
-def run(
-    args: argparse.Namespace, port: int, mlflow_port: int, key: str, model_dir: str, deferred_port: int | None
-) -> dict[tuple[str, int], Series]:
-    import mlflow.pyfunc
-
-    x, _ = generate(20_000, seed=1)
-    columns = list(x.columns)
-    singles = [x.iloc[[i]] for i in range(200)]
-    batches = [x.iloc[i * 1000 : (i + 1) * 1000] for i in range(10)]
-
-    def ours(frames):
-        return [json.dumps({"input_data": {"columns": columns, "data": f.to_numpy().tolist()}}).encode() for f in frames]
-
-    def theirs(frames):
-        return [json.dumps({"dataframe_split": {"columns": columns, "data": f.to_numpy().tolist()}}).encode() for f in frames]
-
-    model = mlflow.pyfunc.load_model(model_dir)
+def run_case(case: Case, port: int, mlflow_port: int, key: str, args: argparse.Namespace) -> Result:
     json_headers = {"Content-Type": "application/json"}
-    contenders: dict[int, list[tuple[str, HttpContender | Callable[[int], object]]]] = {}
-    for rows, frames in ((1, singles), (1000, batches)):
-        salesrisk = HttpContender("salesrisk serve", port, "/score/win_probability",
-                                  {**json_headers, "Authorization": f"Bearer {key}"}, ours(frames))
-        anchor = HttpContender("mlflow models serve", mlflow_port, "/invocations", json_headers, theirs(frames))
-        check(salesrisk.call(0), anchor.call(0), model.predict(frames[0]))
-        contenders[rows] = [
-            (salesrisk.name, salesrisk),
-            (anchor.name, anchor),
-            ("in-process predict", lambda i, frames=frames: model.predict(frames[i % len(frames)])),
-        ]
-        if deferred_port is not None:
-            deferred = HttpContender("salesrisk serve, log written at exit", deferred_port, "/score/win_probability",
-                                     {**json_headers, "Authorization": f"Bearer {key}"}, ours(frames))
-            contenders[rows].insert(1, (deferred.name, deferred))
-    results: dict[tuple[str, int], Series] = {}
-    for rows, count in ((1, args.single), (1000, args.batch)):
-        per_round = max(1, count // args.rounds)
-        for name, contender in contenders[rows]:
-            measure(_ready(contender), Series(name, rows), max(10, per_round // 10), args.max_seconds)  # warm-up
-        for _ in range(args.rounds):
-            for name, contender in contenders[rows]:
-                series = results.setdefault((name, rows), Series(name, rows))
-                measure(_ready(contender), series, per_round, args.max_seconds)
-    return results
+    ours = Client("salesrisk serve", port, f"/score/{case.key}", {**json_headers, "Authorization": f"Bearer {key}"},
+                  case.bodies("input_data"))
+    theirs = Client("mlflow models serve", mlflow_port, "/invocations", json_headers, case.bodies("dataframe_split"))
+    same_answer(ours.call(0), theirs.call(0))
+    result = Result(case)
+    warm = max(3, args.requests // 10)
+    for client in (ours, theirs):
+        client.reconnect()
+        timed(client.call, warm, args.max_seconds)
+    for _ in range(args.repeats):
+        for client, rounds in ((ours, result.ours), (theirs, result.theirs)):
+            client.reconnect()
+            rounds.append(timed(client.call, args.requests, args.max_seconds))
+    for client in (ours, theirs):
+        client.conn.close()
+    return result
 
 
-def _ready(contender: HttpContender | Callable[[int], object]) -> Callable[[int], object]:
-    if isinstance(contender, HttpContender):
-        contender.reconnect()
-        return contender.call
-    return contender
-
-
-def check(ours: bytes, theirs: bytes, floor: pd.DataFrame) -> None:
-    """All three must give the same probabilities, or the timings compare different work."""
-    mine = [row["win_probability"] for row in json.loads(ours)]
-    anchor = json.loads(theirs)["predictions"]
-    anchor = [row["win_probability"] if isinstance(row, dict) else row for row in anchor]
-    np.testing.assert_allclose(mine, floor["win_probability"].to_numpy(), rtol=1e-9)
-    np.testing.assert_allclose(anchor, floor["win_probability"].to_numpy(), rtol=1e-9)
-
-
-def report(results: dict[tuple[str, int], Series], args: argparse.Namespace) -> None:
-    anchor = {rows: results[("mlflow models serve", rows)] for rows in (1, 1000)}
-    print(f"\nwin_probability, CatBoost 8 features, model threads {args.model_threads}; rounds={args.rounds}, "
-          "one sequential keep-alive client on 127.0.0.1\n")
-    print("| contender | rows/request | requests | p50 ms | p99 ms | rows/s | p50 speed-up vs mlflow | rows/s vs mlflow |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for (name, rows), s in results.items():
-        a = anchor[rows]
-        print(
-            f"| {name} | {rows:,} | {len(s.latencies):,} | {s.p(50):.3f} | {s.p(99):.3f} | {s.rows_per_second():,.0f} "
-            f"| {a.p(50) / s.p(50):.2f}x | {s.rows_per_second() / a.rows_per_second():.2f}x |"
-        )
-    ours1, ours1000 = results[("salesrisk serve", 1)], results[("salesrisk serve", 1000)]
-    targets = [
-        ("single-row p50 < 2 ms", ours1.p(50) < 2.0, f"{ours1.p(50):.3f} ms"),
-        ("single-row p99 < 5 ms", ours1.p(99) < 5.0, f"{ours1.p(99):.3f} ms"),
-        (">= 3x mlflow single-row rows/s", ours1.rows_per_second() >= 3 * anchor[1].rows_per_second(),
-         f"{ours1.rows_per_second() / anchor[1].rows_per_second():.2f}x"),
-        ("1,000 rows p50 < 5 ms", ours1000.p(50) < 5.0, f"{ours1000.p(50):.3f} ms"),
+def report(results: list[Result], args: argparse.Namespace, started: dt.datetime, finished: dt.datetime,
+           load_before: tuple[float, float, float], load_after: tuple[float, float, float]) -> str:
+    lines = [
+        f"Measured {started:%Y-%m-%d %H:%M}-{finished:%H:%M} UTC by `.venv/bin/python -m benchmarks.serving"
+        f"{' --state ' + str(args.state) if args.state else ''} --repeats {args.repeats} --requests {args.requests}`, "
+        f"{os.cpu_count()} cores, load average (1/5/15 min) {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f} "
+        f"before and {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} after. p50: median over the "
+        f"{args.repeats} rounds of each round's p50; p99 over all rounds' requests.",
+        "",
+        "| endpoint | request | top_factors | salesrisk p50 ms | salesrisk p99 ms | mlflow serve p50 ms | speed-up | "
+        "target p50 | verdict |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
-    print("\n| target | measured | met |\n|---|---:|---|")
-    for label, met, value in targets:
-        print(f"| {label} | {value} | {'yes' if met else 'NO'} |")
+    for r in results:
+        ours, theirs = r.p50(r.ours), r.p50(r.theirs)
+        target = target_ms(r.case.key, r.case.rows, bool(r.case.factors))
+        verdict = "-" if target is None else ("met" if ours <= target else "not met")
+        factors = {True: "on", False: "off", None: "n/a"}[r.case.factors]
+        rounds = ", ".join(f"{p:.2f}" for p in r.p50s(r.ours))
+        lines.append(
+            f"| {r.case.key} | {r.case.label} | {factors} | {ours:.2f} ({rounds}) | {r.p99(r.ours):.2f} | {theirs:.2f} | "
+            f"{theirs / ours:.1f}x | {'' if target is None else f'<= {target:g} ms'} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def write_readme(table: str) -> None:
+    text = README.read_text()
+    start, end = MARKERS
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"{README} has no {start} ... {end} block to write the table into")
+    README.write_text(pattern.sub(lambda _: f"{start}\n{table}\n{end}", text))
+    print(f"wrote the table into {README}", file=sys.stderr)
 
 
 if __name__ == "__main__":

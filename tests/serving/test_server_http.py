@@ -150,8 +150,16 @@ def test_endpoints_lists_live_deployment_version_and_traffic(deployed, server):
         live = endpoints.current(key)
         entry = listing[key]
         assert entry["live"] == live.colour and entry["traffic"][live.colour] == 100
-        assert entry["deployments"][live.colour] == {"model_name": live.model_name, "version": live.version, "state": "ready"}
+        described = entry["deployments"][live.colour]
+        assert {k: described[k] for k in ("model_name", "version", "state")} == {
+            "model_name": live.model_name, "version": live.version, "state": "ready"}
         assert entry["scoring_url"] == live.scoring_url
+        # every input column with its type, and a request example that scores as it is
+        columns = [c["name"] for c in described["inputs"]]
+        assert columns == list(deployed[key].sample.columns) and all(c["type"] for c in described["inputs"])
+        assert described["example"]["input_data"]["columns"] == columns
+        response = httpx.post(entry["scoring_url"], json=described["example"], headers=server.headers())
+        assert response.status_code == 200, (key, response.text)
 
 
 class RequestLoop:
