@@ -1,7 +1,7 @@
 """Serving speed of the trainers' own models: the endpoint server against ``mlflow models serve``.
 
-``.venv/bin/python -m benchmarks.serving [--state DIR] [--repeats 3] [--requests 200]
-[--max-seconds 8] [--no-readme] [--keep]``
+``.venv/bin/python -m benchmarks.serving [--state DIR [--lake DIR] [--explanations-only]]
+[--repeats 3] [--requests 200] [--max-seconds 8] [--no-readme] [--keep]``
 
 Models: with ``--state`` the deployments of a ``make run`` (its ``SALESRISK_HOME``, e.g.
 ``.salesrisk``); otherwise ``flows/retrain_all.py`` trains every model with the real trainers on
@@ -22,7 +22,9 @@ Targets (issue 17): with ``top_factors`` (win_probability, risk_scoring_*): 1 ro
 100 rows <= 20 ms, 1,000 rows <= 100 ms; without: 1 row <= 1.5 ms and 1,000 rows <= 5 ms for every
 tabular endpoint. A verdict compares the median over the repeats of each round's p50 with the
 target and says "not met" otherwise. The table goes to ``benchmarks/README.md`` between the
-``serving-table`` marker comments (unless ``--no-readme``).
+``serving-table`` marker comments (unless ``--no-readme``), and a second one between the
+``serving-explain`` markers: in process, on each CatBoost model's held-out rows, the served SHAP
+table against CatBoost's exact and approximate calls (difference, top-3 agreement, time).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work"
 README = ROOT / "benchmarks" / "README.md"
 MARKERS = ("<!-- serving-table:start -->", "<!-- serving-table:end -->")
+EXPLAIN_MARKERS = ("<!-- serving-explain:start -->", "<!-- serving-explain:end -->")
 
 FACTOR_ENDPOINTS = ("win_probability", "risk_scoring_global", "risk_scoring_industry")
 TABULAR_ENDPOINTS = (*FACTOR_ENDPOINTS, "anomaly")
@@ -356,7 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="rounds per case (the verdict uses their median p50)")
     parser.add_argument("--requests", type=int, default=200, help="requests per contender, case and round (at most)")
     parser.add_argument("--max-seconds", type=float, default=8.0, help="time cap per contender, case and round")
-    parser.add_argument("--no-readme", action="store_true", help="print the table only")
+    parser.add_argument("--no-readme", action="store_true", help="print the tables only")
+    parser.add_argument("--explanations-only", action="store_true",
+                        help="only the in-process explanation table (needs --state; no servers)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
 
@@ -379,6 +384,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             home, lake = train_all(work)
         lives = deployed(home)
+        if args.explanations_only:
+            explained = explanation_table(lives, lake)
+            print(explained)
+            if not args.no_readme:
+                write_readme(explained, EXPLAIN_MARKERS)
+            return 0
         key = secrets.token_urlsafe(32)
         port = free_port()
         env = {**os.environ, "SALESRISK_HOME": str(home), "SALESRISK_LAKE": str(work / "inference-lake"),
@@ -403,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 stop(anchor)
                 processes.remove(anchor)
+        explained = explanation_table(lives, lake)  # in process, servers idle
     finally:
         for process in processes:
             stop(process)
@@ -411,9 +423,71 @@ def main(argv: list[str] | None = None) -> int:
     finished = dt.datetime.now(dt.timezone.utc)
     table = report(results, args, started, finished, load_before, os.getloadavg())
     print(table)
+    print(explained)
     if not args.no_readme:
-        write_readme(table)
+        write_readme(table, MARKERS)
+        write_readme(explained, EXPLAIN_MARKERS)
     return 0
+
+
+def explanation_table(lives: list[Live], lake: Path) -> str:
+    """In process, on each model's held-out rows: the served SHAP table against CatBoost's exact
+    and approximate calls (largest difference, top-3 agreement, time per call on one thread)."""
+    import mlflow.pyfunc
+    import polars as pl
+    from catboost import Pool
+
+    from models import risk_scoring, win_probability
+
+    load = os.getloadavg()
+    lines = [
+        f"In process, one thread, held-out rows of each deployed model (the trainer's own `holdout`), load average "
+        f"{load[0]:.1f} at the start. Agreement: share of rows whose top 3 features (by |SHAP|) are the same set / in "
+        "the same order / have the same first feature as exact SHAP. Times: medians of repeated calls.",
+        "",
+        "| model | trees | held-out rows | served table vs exact: max abs diff | approximate top-3 set / order / first | "
+        "rows | served table ms | CatBoost exact ms | CatBoost approximate ms |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for live in lives:
+        if live.key not in ("win_probability", "risk_scoring_global"):
+            continue
+        module = win_probability if live.key == "win_probability" else risk_scoring
+        inner = mlflow.pyfunc.load_model(live.path).unwrap_python_model()
+        if live.key == "win_probability":
+            model, table, columns = inner._fast.summed, inner._fast._explain, list(inner._model.spec.columns)
+        else:
+            model, table, columns = inner._model, inner._explain, list(inner.spec.columns)
+        held = module.holdout(pl.from_pandas(prepared_rows(lake, PREPARED[live.key])))
+        x = held.select(columns).to_pandas().astype("float64").to_numpy()
+        exact = model.get_feature_importance(Pool(x), type="ShapValues", thread_count=1)[:, :-1]
+        approx = model.get_feature_importance(Pool(x), type="ShapValues", shap_calc_type="Approximate", thread_count=1)[:, :-1]
+        served = table(x)
+        top_e, top_a = (np.argsort(-np.abs(a), axis=1, kind="stable")[:, :3] for a in (exact, approx))
+        same_set = np.mean([set(a) == set(b) for a, b in zip(top_e, top_a)])
+        same_order = np.mean((top_e == top_a).all(axis=1))
+        first = np.mean(top_e[:, 0] == top_a[:, 0])
+        for i, n in enumerate((1, 100, 1000)):
+            rows = x[:n]
+            times = [
+                _median_ms(lambda: table(rows), 30),
+                _median_ms(lambda: model.get_feature_importance(Pool(rows), type="ShapValues", thread_count=1), 5),
+                _median_ms(lambda: model.get_feature_importance(Pool(rows), type="ShapValues", shap_calc_type="Approximate",
+                                                                thread_count=1), 5),
+            ]
+            head = (f"| {live.key} | {model.tree_count_} | {len(x):,} | {np.abs(served - exact).max():.1e} | "
+                    f"{same_set:.3f} / {same_order:.3f} / {first:.3f} |") if i == 0 else "| | | | | |"
+            lines.append(f"{head} {len(rows):,} | {times[0]:.2f} | {times[1]:.2f} | {times[2]:.2f} |")
+    return "\n".join(lines)
+
+
+def _median_ms(call: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
 
 
 def run_case(case: Case, port: int, mlflow_port: int, key: str, args: argparse.Namespace) -> Result:
@@ -462,9 +536,9 @@ def report(results: list[Result], args: argparse.Namespace, started: dt.datetime
     return "\n".join(lines)
 
 
-def write_readme(table: str) -> None:
+def write_readme(table: str, markers: tuple[str, str]) -> None:
     text = README.read_text()
-    start, end = MARKERS
+    start, end = markers
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     if not pattern.search(text):
         raise SystemExit(f"{README} has no {start} ... {end} block to write the table into")
