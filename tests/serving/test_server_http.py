@@ -59,6 +59,17 @@ def test_each_key_scores_a_sample_in_both_request_shapes(deployed, server, key):
         np.testing.assert_allclose(got, expected.astype(float).ravel(), rtol=1e-9)
 
 
+@pytest.mark.parametrize("key", catalog.ENDPOINT_KEYS)
+def test_each_key_accepts_the_top_factors_switch(deployed, server, key):
+    """``"params": {"top_factors": false}`` is accepted everywhere; a model without factors ignores it."""
+    reg = deployed[key]
+    plain = httpx.post(f"{server.url}/score/{key}", json=split_body(reg.sample), headers=server.headers())
+    switched = httpx.post(f"{server.url}/score/{key}", json={**split_body(reg.sample), "params": {"top_factors": False}},
+                          headers=server.headers())
+    assert plain.status_code == switched.status_code == 200, switched.text
+    assert switched.json() == plain.json()
+
+
 def test_wrong_or_missing_key_gets_401(deployed, server):
     body = split_body(deployed["anomaly"].sample)
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": server.key}):
