@@ -441,8 +441,9 @@ def explanation_table(lives: list[Live], lake: Path) -> str:
 
     load = os.getloadavg()
     lines = [
-        f"In process, one thread, held-out rows of each deployed model (the trainer's own `holdout`), load average "
-        f"{load[0]:.1f} at the start. Agreement: share of rows whose top 3 features (by |SHAP|) are the same set / in "
+        f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `.venv/bin/python -m benchmarks.serving "
+        f"{' '.join(sys.argv[1:])}`, {os.cpu_count()} cores, load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} at the "
+        "start. In process, one thread, held-out rows of each deployed model (the trainer's own `holdout`). Agreement: share of rows whose top 3 features (by |SHAP|) are the same set / in "
         "the same order / have the same first feature as exact SHAP. Times: medians of repeated calls.",
         "",
         "| model | trees | held-out rows | served table vs exact: max abs diff | approximate top-3 set / order / first | "

@@ -111,10 +111,17 @@ def top_factors(contributions: np.ndarray, columns: Sequence[str], values: Any, 
     order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
     picked = np.round(np.take_along_axis(contributions, order, axis=1), 6).tolist()
     if isinstance(values, pd.DataFrame):
-        values = values[names].to_numpy(dtype=object)
-    inputs = np.take_along_axis(np.asarray(values, dtype=object), order, axis=1).tolist()
+        values = values[names].to_numpy()
+    values = np.asarray(values)
+    chosen = np.take_along_axis(values, order, axis=1)
+    if chosen.dtype.kind == "f":  # plain floats straight from the array; NaN (missing) becomes None
+        inputs = chosen.tolist()
+        if np.isnan(chosen).any():
+            inputs = [[None if v != v else v for v in row] for row in inputs]
+    else:
+        inputs = [[_plain(v) for v in row] for row in chosen.tolist()]
     return [
-        [{"feature": names[j], "value": _plain(v), "contribution": c} for j, v, c in zip(idx, row_values, row)]
+        [{"feature": names[j], "value": v, "contribution": c} for j, v, c in zip(idx, row_values, row)]
         for idx, row_values, row in zip(order.tolist(), inputs, picked)
     ]
 
