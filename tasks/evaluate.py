@@ -4,35 +4,31 @@ from __future__ import annotations
 
 import asyncio
 
-import importlib
-
 import polars as pl
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from deployments import endpoints
-from models import gate
-from salesrisk import registry, storage
+from models import gate, specs
+from salesrisk import catalog, registry, storage
 from tasks.refs import TrainedModel
 
 
 def held_out_rows(trained: TrainedModel) -> pl.DataFrame:
     """The rows the candidate did not train on, found by the trainer's own split."""
-    module = importlib.import_module(f"models.{trained.model_id}")
     data = storage.read_parquet(trained.training_data.uri)
     industry = trained.params.get("industry_id")
-    if industry and "industry_id" in data.columns:
-        data = data.filter(pl.col("industry_id").cast(pl.String) == str(industry))
-    return module.holdout(data, seed=int(trained.params.get("seed", 42)))
+    if industry and catalog.INDUSTRY_ID in data.columns:
+        data = data.filter(pl.col(catalog.INDUSTRY_ID).cast(pl.String) == str(industry))
+    return specs.get(trained.model_id).trainer.holdout(data, trained.params)
 
 
 def score(model_id: str, model_uri: str, rows: pl.DataFrame) -> dict[str, float]:
     import mlflow
 
     registry.configure()
-    module = importlib.import_module(f"models.{model_id}")
-    return module.evaluate(mlflow.pyfunc.load_model(model_uri), rows)
+    return specs.get(model_id).trainer.evaluate(mlflow.pyfunc.load_model(model_uri), rows)
 
 
 def serving_version_of(trained: TrainedModel, endpoint_key: str) -> tuple[str, str | None] | None:
@@ -44,12 +40,20 @@ def serving_version_of(trained: TrainedModel, endpoint_key: str) -> tuple[str, s
     return live.version, run_id
 
 
-def judged(metrics: dict[str, float] | None) -> dict[str, float] | None:
-    """Only metrics with a known better-direction take part in the gate (e.g. not anomaly_rate,
-    which an unlabelled anomaly detector reports for information)."""
+def judged(model_id: str, metrics: dict[str, float] | None) -> dict[str, float] | None:
+    """Only the spec's gated metrics take part in the gate (e.g. not anomaly_rate, which an
+    unlabelled anomaly detector reports for information)."""
     if metrics is None:
         return None
-    return {name: value for name, value in metrics.items() if name in gate.HIGHER_IS_BETTER | gate.LOWER_IS_BETTER}
+    directions = catalog.MODELS[model_id].directions
+    return {name: value for name, value in metrics.items() if name in directions}
+
+
+def decide(model_id: str, candidate: dict[str, float], champion: dict[str, float] | None, force: bool) -> gate.GateDecision:
+    """The gate with the model's own metric directions and tolerances (from its spec)."""
+    spec = catalog.MODELS[model_id]
+    return gate.decide(judged(model_id, candidate) or {}, judged(model_id, champion), tolerances=spec.tolerances,
+                       force=force, directions=spec.directions)
 
 
 def decision_markdown(trained: TrainedModel, decision: gate.GateDecision) -> str:
@@ -82,12 +86,12 @@ def gate_candidate(trained: TrainedModel, endpoint_key: str, force: bool = False
     elif serving is None:
         # No champion to compare with: the trainer's own held-out metrics are the candidate's
         # scores, and deploy smoke-tests the saved model before it takes traffic.
-        decision = gate.decide(judged(trained.metrics), None, force=force)
+        decision = decide(trained.model_id, trained.metrics, None, force)
     else:
         rows = held_out_rows(trained)
         candidate = score(trained.model_id, trained.model_uri, rows)
         champion = score(trained.model_id, registry.model_uri(trained.model_name, serving[0]), rows)
-        decision = gate.decide(judged(candidate), judged(champion), force=force)
+        decision = decide(trained.model_id, candidate, champion, force)
     logger.info("gate for %s: %s", trained.model_name, decision.reason)
     create_markdown_artifact(
         markdown=decision_markdown(trained, decision),
