@@ -7,6 +7,7 @@ cache key left ml_outcomes out, new outcomes reused the old prepared file.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import polars as pl
@@ -28,8 +29,12 @@ async def prepare_model(model_id: str, lake: str) -> str:
 def prepare_states(model_id: str, lake: Path) -> tuple[str, list[str]]:
     state = asyncio.run(prepare_model(model_id, str(lake), return_state=True))
     assert state.is_completed(), state.message
-    runs = asyncio.run(task_runs(state.state_details.flow_run_id))
-    return asyncio.run(state.result()), [r.state.name for r in by_task(runs, "prepare")]
+    for _ in range(50):  # task runs reach the API through events: wait until the prepare run is there
+        runs = by_task(asyncio.run(task_runs(state.state_details.flow_run_id)), "prepare")
+        if runs and all(r.state and r.state.is_final() for r in runs):
+            break
+        time.sleep(0.2)
+    return state.result(), [r.state.name for r in runs]
 
 
 def change_outcomes(lake: Path) -> None:
