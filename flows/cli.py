@@ -45,6 +45,8 @@ PARAMETER_HELP = {
     "endpoint": "endpoint key, e.g. win_probability",
     "to_version": "registered version to serve (default: the previous deployment)",
     "reason": "why, recorded with the rollback",
+    "output": "a trainer's --output folder (model/, metrics.json, run.json)",
+    "params": "the trainer's parameters as a JSON object (seed, industry_id, ...)",
 }
 
 

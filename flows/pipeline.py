@@ -97,7 +97,6 @@ def metrics_markdown(trained: TrainedModel, summary: ModelSummary) -> str:
 
 
 async def run_model_pipeline(model_id: str, options: PipelineOptions) -> ModelSummary:
-    logger = get_run_logger()
     industry = options.params.get("industry_id")
     model_name = options.model_name or catalog.registered_name(model_id, industry)
     endpoint_key = catalog.endpoint_key(model_id, industry)
@@ -105,6 +104,14 @@ async def run_model_pipeline(model_id: str, options: PipelineOptions) -> ModelSu
 
     data = await training_input(model_id, options)
     trained = await train(model_id, data, model_name, options.params, compute)
+    return await promote(trained, endpoint_key, options)
+
+
+async def promote(trained: TrainedModel, endpoint_key: str, options: PipelineOptions) -> ModelSummary:
+    """Gate, then register and deploy in one transaction: for a model this flow trained, or one a
+    trainer's command line trained (flows/promote_trained.py)."""
+    logger = get_run_logger()
+    model_id, model_name = trained.model_id, trained.model_name
     decision = await evaluate(trained, endpoint_key, options.force)
 
     scoring_url = None
