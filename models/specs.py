@@ -43,6 +43,9 @@ class Trainer:
     holdout_rows: Callable[[TrainerModule, pl.DataFrame, Mapping[str, Any]], pl.DataFrame] = (
         lambda module, df, params: module.holdout(df, int(params.get("seed", 42)))  # type: ignore[attr-defined]
     )
+    # A column whose rows the trainer keeps together (its holdout is by group, not by time): the
+    # gate then counts a group as seen when any of its rows was trained on (models.splits.unseen).
+    group: str | None = None
 
     def holdout(self, df: pl.DataFrame, params: Mapping[str, Any]) -> pl.DataFrame:
         return self.holdout_rows(self.load(), df, params)
@@ -208,7 +211,7 @@ def _builtin() -> None:
             specs["risk_trajectory"],
             prepare=prep.prepare_trajectories,
             contract=contracts.trajectory_rules,
-            trainer=Trainer("models.risk_trajectory", lazy(trajectory)),
+            trainer=Trainer("models.risk_trajectory", lazy(trajectory), group=catalog.TRAJECTORY_ID),
             report=Report(lambda *a: reports()._risk_trajectory(*a[:4]), rows="none"),
             default_features=catalog.TRAJECTORY_FEATURES,
         ),
