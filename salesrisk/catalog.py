@@ -286,3 +286,25 @@ def endpoint_key(model_id: str, industry_id: str | None = None) -> str:
     if industry_id and spec.industry_endpoint_key:
         return spec.industry_endpoint_key
     return spec.endpoint_key
+
+
+# --- models registered outside this file ----------------------------------------------------
+# ``module:function`` entries, comma-separated; each function registers its models (e.g. with
+# models.specs.register). Read when this module is imported, so every process of a run (the
+# prepare and trainer steps, the endpoint server) knows the same models as the flow that started it.
+MODEL_SPECS_VARIABLE = "SALESRISK_MODEL_SPECS"
+
+
+def load_registered_elsewhere(entries: str | None = None) -> None:
+    import importlib
+    import os
+
+    text = os.environ.get(MODEL_SPECS_VARIABLE, "") if entries is None else entries
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        module, _, function = entry.partition(":")
+        if not function:
+            raise ValueError(f"{MODEL_SPECS_VARIABLE}={text!r}: expected module:function entries, got {entry!r}")
+        getattr(importlib.import_module(module), function)()
+
+
+load_registered_elsewhere()
