@@ -98,6 +98,7 @@ class FlowParameter:
     type: type
     default: Any = None
     help: str = ""
+    job_default: Any = None  # the Azure ML job file's default input (None: ``default``, else unset)
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class ModelSpec:
     description: str = ""  # first line of the flow's --help
     flow_parameters: tuple[FlowParameter, ...] = ()
     azure_job_file: str = ""  # deployments/azureml/<file>: its Azure ML command job
+    azure_training_folder: str = ""  # lake folder of the job file's default training_data path
     performance: str | None = None  # live performance measured by monitoring (None: no outcomes arrive)
     industry_name: str | None = None  # per-industry registered name pattern, with {industry}
     industry_endpoint_key: str | None = None
@@ -176,6 +178,7 @@ MODELS: dict[str, ModelSpec] = {
                 "industry_id", str, help="train one industry only; registers risk-scoring-{industry} for endpoint risk_scoring_industry"
             ),),
             azure_job_file="azml-job-risk-scoring.yaml",
+            azure_training_folder=f"{ML_TRAINING}/risk_scoring",
             performance="risk_score",
             industry_name="risk-scoring-{industry}",
             industry_endpoint_key="risk_scoring_industry",
@@ -194,6 +197,7 @@ MODELS: dict[str, ModelSpec] = {
                 "sequence_length", int, 30, "snapshots per opportunity the LSTM reads (shorter histories are padded and masked)"
             ),),
             azure_job_file="azml-job-lstm-trajectory.yaml",
+            azure_training_folder=RISK_SNAPSHOTS,
             start_rank=3,
         ),
         ModelSpec(
@@ -207,6 +211,7 @@ MODELS: dict[str, ModelSpec] = {
             flow_file="win_probability",
             description="Train the calibrated win-probability classifier on closed deals; deploy it if it passes the gate.",
             azure_job_file="azml-job-win-probability.yaml",
+            azure_training_folder=f"{ML_TRAINING}/win_probability",
             performance="win_probability",
             start_rank=1,
         ),
@@ -220,6 +225,7 @@ MODELS: dict[str, ModelSpec] = {
             flow_file="revenue_forecasting",
             description="Train the NeuralProphet revenue forecast; deploy it if it passes the gate.",
             azure_job_file="azml-job-prophet.yaml",
+            azure_training_folder=f"{ML_TRAINING}/revenue_forecasting",
             performance="forecast",
             start_rank=4,
         ),
@@ -233,10 +239,12 @@ MODELS: dict[str, ModelSpec] = {
             flow_file="anomaly_detection",
             description="Train the IsolationForest anomaly detector; deploy it if it passes the gate.",
             flow_parameters=(
-                FlowParameter("param_contamination", float, help="expected share of anomalies (IsolationForest contamination)"),
-                FlowParameter("param_n_estimators", int, help="number of trees (IsolationForest n_estimators)"),
+                FlowParameter("param_contamination", float, help="expected share of anomalies (IsolationForest contamination)",
+                              job_default=0.1),
+                FlowParameter("param_n_estimators", int, help="number of trees (IsolationForest n_estimators)", job_default=100),
             ),
             azure_job_file="azml-job-anomaly.yaml",
+            azure_training_folder=f"{ML_TRAINING}/anomaly",
         ),
     )
 }
