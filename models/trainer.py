@@ -48,8 +48,11 @@ FitFunction = Callable[[pl.DataFrame, list[str], argparse.Namespace, Path], FitR
 
 def build_parser(model_id: str, description: str) -> argparse.ArgumentParser:
     """The shared arguments; a trainer adds its own model parameters to the returned parser."""
-    spec = catalog.MODELS[model_id]
-    parser = argparse.ArgumentParser(prog=f"python -m models.{model_id}", description=description)
+    from models import specs
+
+    binding = specs.get(model_id)
+    spec = binding.spec
+    parser = argparse.ArgumentParser(prog=f"python -m {binding.trainer.module}", description=description)
     parser.add_argument("--training-data", required=True, help="Parquet file or folder (path or abfs:// URI)")
     parser.add_argument("--output", required=True, type=Path, help="folder for model/ and metrics.json")
     parser.add_argument(
