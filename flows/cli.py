@@ -17,6 +17,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from flows import local_api
+from salesrisk import catalog
 
 if TYPE_CHECKING:  # Prefect is imported by the flow modules, after local_api.start()
     from prefect import Flow
@@ -27,10 +28,6 @@ PARAMETER_HELP = {
     "training_data": "prepared Parquet file or folder: a path, abfs://<container>@<account>.dfs.core.windows.net/<path> "
     "or azureml:<name>:<version>; without it the input is prepared from the lake",
     "model_name": "registered model name (default: the runbook's name for this model)",
-    "industry_id": "train one industry only; registers risk-scoring-{industry} for endpoint risk_scoring_industry",
-    "sequence_length": "snapshots per opportunity the LSTM reads (shorter histories are padded and masked)",
-    "param_contamination": "expected share of anomalies (IsolationForest contamination)",
-    "param_n_estimators": "number of trees (IsolationForest n_estimators)",
     "lake": "lake root, a folder or abfs:// URI (default: SALESRISK_LAKE or ./lake)",
     "tenant_id": "prepare only this tenant's partitions",
     "partition_date": "YYYY-MM-DD: prepare the data as of this date (partitions up to it, outcomes known by then)",
@@ -40,7 +37,6 @@ PARAMETER_HELP = {
     "seed": "random seed of the trainer",
     "models": "comma-separated model ids",
     "max_parallel": "model pipelines at once (0: one per CPU core)",
-    "model_id": "risk_scoring, win_probability, risk_trajectory, revenue_forecast or anomaly",
     "risk_evaluations": "URI of the /risk_evaluations table",
     "ml_outcomes": "URI of the /ml_outcomes table",
     "risk_snapshots": "URI of the /risk_snapshots table",
@@ -49,7 +45,19 @@ PARAMETER_HELP = {
     "endpoint": "endpoint key, e.g. win_probability",
     "to_version": "registered version to serve (default: the previous deployment)",
     "reason": "why, recorded with the rollback",
+    "output": "a trainer's --output folder (model/, metrics.json, run.json)",
+    "params": "the trainer's parameters as a JSON object (seed, industry_id, ...)",
 }
+
+
+def parameter_help(name: str) -> str | None:
+    """The help of a common parameter, else of a model's own (from its spec)."""
+    if name == "model_id":
+        return f"one of {', '.join(catalog.MODELS)}"
+    if name in PARAMETER_HELP:
+        return PARAMETER_HELP[name]
+    own = (p.help for spec in catalog.MODELS.values() for p in spec.flow_parameters if p.name == name and p.help)
+    return next(own, None)
 
 
 def _base_type(annotation: Any) -> Any:
@@ -70,7 +78,7 @@ def start_local_api() -> None:
 
 def build_parser(flow: Flow[..., Any]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=f"python flows/{inspect.getfile(flow.fn).rsplit('/', 1)[-1]}",
+        prog=f"python flows/{getattr(flow.fn, 'entry_file', None) or inspect.getfile(flow.fn).rsplit('/', 1)[-1]}",
         description=(inspect.getdoc(flow.fn) or flow.name).split("\n\n")[0],
     )
     hints = typing.get_type_hints(flow.fn)
@@ -81,9 +89,9 @@ def build_parser(flow: Flow[..., Any]) -> argparse.ArgumentParser:
         if kind is bool:
             if default is True:
                 parser.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_false",
-                                    help=f"do not {PARAMETER_HELP.get(name, name)}")
+                                    help=f"do not {parameter_help(name) or name}")
             else:
-                parser.add_argument(flag, dest=name, action="store_true", help=PARAMETER_HELP.get(name))
+                parser.add_argument(flag, dest=name, action="store_true", help=parameter_help(name))
             continue
         if typing.get_origin(kind) in (list, tuple, Sequence) or kind in (list, tuple):
             convert: Any = _parse_list
@@ -95,7 +103,7 @@ def build_parser(flow: Flow[..., Any]) -> argparse.ArgumentParser:
             convert = str
         required = default is inspect.Parameter.empty
         shown = ",".join(default) if isinstance(default, (list, tuple)) else default
-        text = PARAMETER_HELP.get(name, name.replace("_", " "))
+        text = parameter_help(name) or name.replace("_", " ")
         parser.add_argument(
             flag, dest=name, type=convert, required=required, default=None if required else default,
             help=text if required or default is None else f"{text} (default: {shown})",

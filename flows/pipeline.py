@@ -16,7 +16,7 @@ from salesrisk.settings import get_settings
 from tasks.evaluate import evaluate, held_out_rows
 from tasks.fetch import fetch
 from tasks.lake import bootstrap_lake
-from tasks.prepare import SOURCES_BY_MODEL, prepare
+from tasks.prepare import prepare
 from tasks.promote import deploy as deploy_task
 from tasks.promote import register
 from tasks.refs import DataRef, ModelSummary, TrainedModel
@@ -60,10 +60,11 @@ async def prepared_input(model_id: str, options: PipelineOptions) -> DataRef:
     tables = dict(options.sources or {})
     if not tables:
         tables = await bootstrap_lake(lake)
-    missing = [t for t in SOURCES_BY_MODEL[model_id] if t not in tables]
+    needed = catalog.MODELS[model_id].sources  # the tables its preparation reads: all in the cache key
+    missing = [t for t in needed if t not in tables]
     if missing:
         raise ValueError(f"{model_id}: no URI given for {', '.join(missing)}")
-    sources = {table: await fetch(tables[table]) for table in SOURCES_BY_MODEL[model_id]}
+    sources = {table: await fetch(tables[table]) for table in needed}
     compute = options.compute or get_settings().compute
     args = (model_id, sources, lake, options.tenant_id, options.partition_date, compute)
     prepared = await prepare(*args)
@@ -96,7 +97,6 @@ def metrics_markdown(trained: TrainedModel, summary: ModelSummary) -> str:
 
 
 async def run_model_pipeline(model_id: str, options: PipelineOptions) -> ModelSummary:
-    logger = get_run_logger()
     industry = options.params.get("industry_id")
     model_name = options.model_name or catalog.registered_name(model_id, industry)
     endpoint_key = catalog.endpoint_key(model_id, industry)
@@ -104,6 +104,14 @@ async def run_model_pipeline(model_id: str, options: PipelineOptions) -> ModelSu
 
     data = await training_input(model_id, options)
     trained = await train(model_id, data, model_name, options.params, compute)
+    return await promote(trained, endpoint_key, options)
+
+
+async def promote(trained: TrainedModel, endpoint_key: str, options: PipelineOptions) -> ModelSummary:
+    """Gate, then register and deploy in one transaction: for a model this flow trained, or one a
+    trainer's command line trained (flows/promote_trained.py)."""
+    logger = get_run_logger()
+    model_id, model_name = trained.model_id, trained.model_name
     decision = await evaluate(trained, endpoint_key, options.force)
 
     scoring_url = None

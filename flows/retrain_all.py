@@ -14,38 +14,23 @@ if __name__ == "__main__":
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
-from flows.anomaly_detection import anomaly_detection
-from flows.revenue_forecasting import revenue_forecasting
-from flows.risk_scoring import risk_scoring
-from flows.risk_trajectory import risk_trajectory
-from flows.win_probability import win_probability
+from flows.model_flow import flow_for
 from salesrisk import catalog
 from salesrisk.settings import get_settings
 from tasks.lake import bootstrap_lake
 from tasks.tracking import initialise_tracking
 from tasks.refs import ModelSummary
 
-# Longest pipelines first (measured on the default lake): with two at a time, starting the
-# two NeuralProphet and LSTM fits first keeps the short ones for the end instead of leaving one
-# long fit running alone.
-MODEL_FLOWS: dict[str, Callable[..., Awaitable[ModelSummary]]] = {
-    "revenue_forecast": revenue_forecasting,
-    "risk_trajectory": risk_trajectory,
-    "risk_scoring": risk_scoring,
-    "win_probability": win_probability,
-    "anomaly": anomaly_detection,
-}
-
 
 def longest_first(models: list[str]) -> list[str]:
-    order = list(MODEL_FLOWS)
-    return sorted(dict.fromkeys(models), key=order.index)
+    """Highest ``start_rank`` first (the catalog's order on a tie)."""
+    order = list(catalog.MODELS)
+    return sorted(dict.fromkeys(models), key=lambda m: (-catalog.MODELS[m].start_rank, order.index(m)))
 
 
 def summary_rows(results: dict[str, ModelSummary | BaseException]) -> list[dict[str, Any]]:
@@ -78,14 +63,14 @@ async def retrain_all(
     force: bool = False,
     max_parallel: int = 0,
 ) -> list[dict[str, Any]]:
-    """Retrain, evaluate, register and deploy the chosen models (default: all five).
+    """Retrain, evaluate, register and deploy the chosen models (default: every catalogued model).
 
     max_parallel 0 means one model pipeline per CPU core, longest first.
     """
     logger = get_run_logger()
-    unknown = sorted(set(models) - set(MODEL_FLOWS))
+    unknown = sorted(set(models) - set(catalog.MODELS))
     if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; expected some of {sorted(MODEL_FLOWS)}")
+        raise ValueError(f"unknown model(s) {unknown}; expected some of {sorted(catalog.MODELS)}")
     lake = lake or get_settings().lake
     await bootstrap_lake(lake)  # once, before the model flows read it concurrently
     await initialise_tracking()  # once, before trainers open the store concurrently
@@ -100,7 +85,7 @@ async def retrain_all(
         nonlocal done
         try:
             async with limit:
-                return await MODEL_FLOWS[model_id](lake=lake, compute=compute, deploy=deploy, force=force)
+                return await flow_for(model_id)(lake=lake, compute=compute, deploy=deploy, force=force)
         finally:
             done += 1
             await update_progress_artifact(progress, progress=100.0 * done / len(models))

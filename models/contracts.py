@@ -379,7 +379,6 @@ STAGES: tuple[str, ...] = (
     "closed_won",
     "closed_lost",
 )
-OPEN_STAGES = STAGES[:5]
 PARTITION_DATE = "partition_date"
 
 
@@ -513,20 +512,7 @@ def column_rules(table: str, columns: Sequence[str]) -> list[Rule]:
     ]
 
 
-def validate_columns(table: str, data: pl.DataFrame | pl.LazyFrame, source: str, columns: Sequence[str]) -> None:
-    """Check only the rules of ``table`` that touch ``columns``."""
-    check(column_rules(table, columns), data, source)
-
-
 # --- training inputs (runbook section 3) --------------------------------------------------------
-
-DEFAULT_FEATURES: dict[str, tuple[str, ...]] = {
-    "risk_scoring": catalog.RISK_SCORING_FEATURES,
-    "win_probability": catalog.WIN_PROBABILITY_FEATURES,
-    "risk_trajectory": catalog.TRAJECTORY_FEATURES,
-    "revenue_forecast": (),
-    "anomaly": (),
-}
 
 # Present in prepared inputs; when present they must hold, so a leak cannot reach a trainer.
 _POINT_IN_TIME: tuple[Rule, ...] = (
@@ -613,31 +599,52 @@ def _revenue_rules(names: Sequence[str]) -> tuple[Rule, ...]:
     )
 
 
+def risk_score_rules(names: Sequence[str], features: Sequence[str]) -> tuple[Rule, ...]:
+    del names
+    return (*_columns("numeric", catalog.RISK_TARGET), InRange(catalog.RISK_TARGET, 0, 1), *_POINT_IN_TIME,
+            *_opportunity_ranges(features))
+
+
+def win_rules(names: Sequence[str], features: Sequence[str]) -> tuple[Rule, ...]:
+    del names
+    rules: list[Rule] = []
+    for column in (catalog.WIN_TARGET, catalog.IS_CLOSED):
+        rules += [*_columns("binary", column), OneOf(column, (0, 1))]
+    return (*rules, *_POINT_IN_TIME, *_opportunity_ranges(features))
+
+
+def trajectory_rules(names: Sequence[str], features: Sequence[str]) -> tuple[Rule, ...]:
+    del features
+    return _trajectory_rules(names)
+
+
+def revenue_rules(names: Sequence[str], features: Sequence[str]) -> tuple[Rule, ...]:
+    del features
+    return _revenue_rules(names)
+
+
+def anomaly_rules(names: Sequence[str], features: Sequence[str]) -> tuple[Rule, ...]:
+    del names
+    rules: list[Rule] = []
+    if not features:
+        rules.append(Column("(features)", "numeric", expected="at least one numeric feature column"))
+    return (*rules, Column(catalog.ANOMALY_LABEL, "binary", required=False), OneOf(catalog.ANOMALY_LABEL, (0, 1)))
+
+
+def auto_features(names: Sequence[str]) -> list[str]:
+    """Every column but identifiers, dates and targets (``--features auto``)."""
+    return [n for n in names if n not in catalog.NON_FEATURE_COLUMNS and not n.endswith("_id")]
+
+
 def training_rules(model_id: str, names: Sequence[str], features: Sequence[str] | None = None) -> tuple[Rule, ...]:
-    """The contract of ``model_id``'s training input, given the frame's column names."""
-    if model_id not in catalog.MODELS:
-        raise ValueError(f"unknown model id {model_id!r}; expected one of {sorted(catalog.MODELS)}")
+    """The contract of ``model_id``'s training input, given the frame's column names: the shared
+    rules (rows, features) plus the model's own, from its spec binding."""
+    from models import specs
+
+    binding = specs.get(model_id)
     if features is None:
-        features = DEFAULT_FEATURES[model_id]
-        if model_id == "anomaly":
-            features = [n for n in names if n not in catalog.NON_FEATURE_COLUMNS and not n.endswith("_id")]
-    rules: list[Rule] = [MinRows(1), *_feature_rules(features)]
-    if model_id == "risk_scoring":
-        rules += [*_columns("numeric", catalog.RISK_TARGET), InRange(catalog.RISK_TARGET, 0, 1), *_POINT_IN_TIME]
-        rules += _opportunity_ranges(features)
-    elif model_id == "win_probability":
-        for column in (catalog.WIN_TARGET, catalog.IS_CLOSED):
-            rules += [*_columns("binary", column), OneOf(column, (0, 1))]
-        rules += [*_POINT_IN_TIME, *_opportunity_ranges(features)]
-    elif model_id == "risk_trajectory":
-        rules += _trajectory_rules(names)
-    elif model_id == "revenue_forecast":
-        rules += _revenue_rules(names)
-    elif model_id == "anomaly":
-        if not features:
-            rules.append(Column("(features)", "numeric", expected="at least one numeric feature column"))
-        rules += [Column(catalog.ANOMALY_LABEL, "binary", required=False), OneOf(catalog.ANOMALY_LABEL, (0, 1))]
-    return tuple(rules)
+        features = auto_features(names) if binding.default_features is None else binding.default_features
+    return (MinRows(1), *_feature_rules(features), *binding.contract(names, features))
 
 
 def validate_training_input(

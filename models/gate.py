@@ -13,16 +13,19 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-# The runbook's metric names (salesrisk.catalog.MODELS[...].metrics) and ECE for calibration.
-LOWER_IS_BETTER: frozenset[str] = frozenset(
-    {"RMSE", "MAE", "MAPE", "Brier", "loss", "val_loss", "mae", "val_mae", "ECE"}
-)
-HIGHER_IS_BETTER: frozenset[str] = frozenset({"R2", "AUC_ROC", "F1"})
+from salesrisk import catalog
 
-# How much worse a candidate may be, in the metric's own units, when the caller names no tolerance.
-# Only for metrics bounded to [0, 1], where one number fits every model; RMSE, MAE, MAPE and the
-# losses depend on the target's scale, so they default to "not worse" (0).
-DEFAULT_TOLERANCES: dict[str, float] = {"AUC_ROC": 0.005, "F1": 0.01, "R2": 0.005, "Brier": 0.002, "ECE": 0.005}
+# Every model's gated metrics, from the specs (salesrisk.catalog.MODELS[...].scores): the defaults
+# when a caller names no directions or tolerances. The flows pass the one model's own.
+LOWER_IS_BETTER: frozenset[str] = frozenset(
+    m.name for spec in catalog.MODELS.values() for m in spec.scores if m.gated and not m.higher_is_better
+)
+HIGHER_IS_BETTER: frozenset[str] = frozenset(
+    m.name for spec in catalog.MODELS.values() for m in spec.scores if m.gated and m.higher_is_better
+)
+DEFAULT_TOLERANCES: dict[str, float] = {
+    m.name: m.tolerance for spec in catalog.MODELS.values() for m in spec.scores if m.gated and m.tolerance
+}
 
 
 @dataclass
@@ -68,8 +71,12 @@ class GateDecision:
         return asdict(self)
 
 
-def direction(metric: str) -> int:
-    """+1 when higher is better, -1 when lower is better; ValueError for a name the gate cannot judge."""
+def direction(metric: str, directions: Mapping[str, int] | None = None) -> int:
+    """+1 when higher is better, -1 when lower is better; ValueError for a name the gate cannot judge.
+
+    ``directions`` (a model spec's own) come first, then every catalogued model's."""
+    if directions and metric in directions:
+        return directions[metric]
     if metric in HIGHER_IS_BETTER:
         return 1
     if metric in LOWER_IS_BETTER:
@@ -85,10 +92,12 @@ def decide(
     champion: dict[str, float] | None,
     tolerances: dict[str, float] | None = None,
     force: bool = False,
+    directions: Mapping[str, int] | None = None,
 ) -> GateDecision:
     """Promote when there is no champion, or when no shared metric is worse by more than its tolerance.
 
-    ``tolerances`` override :data:`DEFAULT_TOLERANCES` metric by metric (absolute, >= 0).
+    ``tolerances`` override :data:`DEFAULT_TOLERANCES` metric by metric (absolute, >= 0);
+    ``directions`` (metric -> +1/-1, e.g. ``spec.directions``) name metrics the catalog does not.
 
     Metrics without a known direction are reported and left out of the verdict; a candidate with a
     missing or non-finite value for a metric the champion has is blocked (it cannot show it is not
@@ -101,7 +110,7 @@ def decide(
     cand = {k: float(v) for k, v in candidate.items()}
     champ = {k: float(v) for k, v in champion.items()} if champion is not None else None
 
-    passed, lines = _judge(cand, champ, tolerances)
+    passed, lines = _judge(cand, champ, tolerances, directions or {})
     if force:
         verdict = "promote" if passed else "block"
         lines.insert(0, f"forced promotion: the gate alone would {verdict}")
@@ -115,7 +124,10 @@ def decide(
 
 
 def _judge(
-    cand: Mapping[str, float], champ: Mapping[str, float] | None, tolerances: Mapping[str, float]
+    cand: Mapping[str, float],
+    champ: Mapping[str, float] | None,
+    tolerances: Mapping[str, float],
+    directions: Mapping[str, int],
 ) -> tuple[bool, list[str]]:
     if champ is None:
         return True, ["no champion serving: promote the first version"]
@@ -124,7 +136,7 @@ def _judge(
     judged = 0
     for name in sorted(champ):
         try:
-            sign = direction(name)
+            sign = direction(name, directions)
         except ValueError:
             lines.append(f"{name}: no known direction, not judged")
             continue
@@ -140,7 +152,7 @@ def _judge(
         judged += 1
         tol = tolerances.get(name, 0.0)
         worse_by = (old - new) * sign  # > 0 means the candidate is worse
-        label = _direction_label(name)
+        label = "higher is better" if sign > 0 else "lower is better"
         if worse_by > tol:
             passed = False
             verdict = f"worse by {worse_by:.6g} > tolerance {tol:g} -> block"

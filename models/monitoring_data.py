@@ -34,21 +34,15 @@ KEY = "opportunity_key"
 POSITION = "__position"
 REQUEST = "__request"
 
-# endpoint key -> what its live performance is measured as (None: no outcome to measure against)
-PERFORMANCE_KIND: dict[str, str | None] = {
-    "win_probability": "win_probability",
-    "risk_scoring_global": "risk_score",
-    catalog.RISK_SCORING_INDUSTRY_ENDPOINT: "risk_score",
-    "revenue_forecasting": "forecast",
-    "risk_trajectory_lstm": None,  # outcomes are future snapshots, scored by the retraining gate
-    "anomaly": None,  # no labels arrive for live rows
-}
+def performance_kind(endpoint_key: str) -> str | None:
+    """What an endpoint's live performance is measured as (its spec's ``performance``); None when
+    no outcome arrives for its predictions (trajectory outcomes are future snapshots, scored by the
+    retraining gate; anomalies get no labels)."""
+    return catalog.spec_of_endpoint(endpoint_key).performance
 
 
 def model_id_of(endpoint_key: str) -> str:
-    if endpoint_key == catalog.RISK_SCORING_INDUSTRY_ENDPOINT:
-        return "risk_scoring"
-    return next(spec.model_id for spec in catalog.MODELS.values() if spec.endpoint_key == endpoint_key)
+    return catalog.spec_of_endpoint(endpoint_key).model_id
 
 
 # --- inference logs ---------------------------------------------------------------------------
@@ -251,7 +245,7 @@ def check_endpoint(
         check.drift = [d.as_dict() for d in drift]
         if not drift:
             check.notes.append("drift not measured: no numeric feature both in the reference and the logged inputs")
-    kind = PERFORMANCE_KIND.get(endpoint_key)
+    kind = performance_kind(endpoint_key)
     if kind is not None:
         since = now - timedelta(days=outcome_days)
         history = inference_window(lake, endpoint_key, since, model_name=model_name, version=version)

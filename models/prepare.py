@@ -28,6 +28,7 @@ from datetime import date, timedelta
 import polars as pl
 
 from models import contracts
+from models import specs
 from salesrisk import catalog, storage
 
 log = logging.getLogger("salesrisk.prepare")
@@ -337,6 +338,61 @@ def _require_joined_rows(frame: pl.DataFrame, outcomes: pl.LazyFrame, ml_outcome
     )
 
 
+# --- each model's preparation (bound to its spec in models/specs.py) ----------------------------
+
+
+def prepare_opportunities(inp: specs.PrepareInputs) -> specs.Prepared:
+    """Evaluations joined to their outcomes, topped up to the spec's minimum rows."""
+    risk_evaluations, ml_outcomes = inp.uris[catalog.RISK_EVALUATIONS], inp.uris[catalog.ML_OUTCOMES]
+    inputs = [risk_evaluations, ml_outcomes]
+    evaluations = read_table(catalog.RISK_EVALUATIONS, risk_evaluations, inp.scope, EVALUATION_COLUMNS)
+    outcomes = read_table(catalog.ML_OUTCOMES, ml_outcomes, inp.scope, OUTCOME_COLUMNS)
+    frame = _collect(lambda: opportunity_frame(inp.model_id, evaluations, outcomes), inputs, inp.scope)
+    _require_joined_rows(frame, outcomes, ml_outcomes, risk_evaluations)
+    checks = [  # outcomes first: the keys come from them, so a duplicated outcome is named there
+        (contracts.column_rules(catalog.ML_OUTCOMES, [*KEYS, "closed_date"]), ml_outcomes),
+        (contracts.column_rules(catalog.RISK_EVALUATIONS, EVALUATION_COLUMNS), risk_evaluations),
+    ]
+    contracts.check_all(checks, frame)  # before the top-up: a bad source fails before rows are generated
+    real_rows = frame.height
+    min_rows = catalog.MODELS[inp.model_id].min_rows
+    if inp.top_up:
+        end = inp.partition_date or frame.get_column("closed_date").max() or DEFAULT_TOP_UP_END
+        frame = add_synthetic_rows(inp.model_id, frame, seed=inp.seed, end=end)
+    elif real_rows < min_rows:
+        log.warning("%s: only %d rows (runbook minimum %d); no top-up", inp.model_id, real_rows, min_rows)
+    return specs.Prepared(frame, inputs, [], real_rows)
+
+
+def prepare_trajectories(inp: specs.PrepareInputs) -> specs.Prepared:
+    risk_snapshots, ml_outcomes = inp.uris[catalog.RISK_SNAPSHOTS], inp.uris[catalog.ML_OUTCOMES]
+    inputs = [risk_snapshots, ml_outcomes]
+    snapshots = read_table(catalog.RISK_SNAPSHOTS, risk_snapshots, inp.scope, SNAPSHOT_COLUMNS)
+    outcomes = read_table(catalog.ML_OUTCOMES, ml_outcomes, inp.scope, OUTCOME_COLUMNS)
+    frame = _collect(lambda: trajectory_frame(snapshots, outcomes), inputs, inp.scope)
+    checks = [(contracts.column_rules(catalog.RISK_SNAPSHOTS, catalog.TRAJECTORY_FEATURES), risk_snapshots)]
+    return specs.Prepared(frame, inputs, checks)
+
+
+def prepare_revenue(inp: specs.PrepareInputs) -> specs.Prepared:
+    revenue_daily = inp.uris[catalog.REVENUE_DAILY]
+    revenue = read_table(catalog.REVENUE_DAILY, revenue_daily, inp.scope, ("tenant_id", "date", "revenue"))
+    frame = _collect(lambda: revenue_frame(revenue), [revenue_daily], inp.scope)
+    return specs.Prepared(frame, [revenue_daily])  # sums of checked rows; the output contract covers the rest
+
+
+def prepare_anomaly(inp: specs.PrepareInputs) -> specs.Prepared:
+    risk_evaluations = inp.uris[catalog.RISK_EVALUATIONS]
+    columns = (*EVALUATION_COLUMNS, "stage_encoded", *ANOMALY_EXTRA)
+    evaluations = read_table(
+        catalog.RISK_EVALUATIONS, risk_evaluations, inp.scope, columns, optional=(catalog.ANOMALY_LABEL,)
+    )
+    labelled = catalog.ANOMALY_LABEL in evaluations.collect_schema()
+    frame = _collect(lambda: anomaly_frame(evaluations, labelled), [risk_evaluations], inp.scope)
+    checks = [(contracts.column_rules(catalog.RISK_EVALUATIONS, frame.columns), risk_evaluations)]
+    return specs.Prepared(frame, [risk_evaluations], checks)
+
+
 def prepare(
     model_id: str,
     *,
@@ -356,58 +412,22 @@ def prepare(
     outcomes closed by then. Below the runbook's minimum rows (risk_scoring 3k, win_probability
     5k) synthetic rows are added unless ``top_up`` is False.
     """
-    if model_id not in catalog.MODELS:
-        raise ValueError(f"unknown model id {model_id!r}; expected one of {sorted(catalog.MODELS)}")
+    binding = specs.get(model_id)
     for uri in (risk_evaluations, ml_outcomes, risk_snapshots, revenue_daily):
         if uri:
             storage.reject_asset_reference(uri)
     storage.require_output_folder(output)
     scope = Scope(tenant_id, partition_date)
-    risk_snapshots = risk_snapshots or sibling(risk_evaluations, catalog.RISK_SNAPSHOTS)
-    revenue_daily = revenue_daily or sibling(risk_evaluations, catalog.REVENUE_DAILY)
+    uris = {
+        catalog.RISK_EVALUATIONS: risk_evaluations,
+        catalog.ML_OUTCOMES: ml_outcomes,
+        catalog.RISK_SNAPSHOTS: risk_snapshots or sibling(risk_evaluations, catalog.RISK_SNAPSHOTS),
+        catalog.REVENUE_DAILY: revenue_daily or sibling(risk_evaluations, catalog.REVENUE_DAILY),
+    }
     out_uri = storage.join(output, PREPARED_FILE)
-
-    if model_id in ("risk_scoring", "win_probability"):
-        inputs = [risk_evaluations, ml_outcomes]
-        evaluations = read_table(catalog.RISK_EVALUATIONS, risk_evaluations, scope, EVALUATION_COLUMNS)
-        outcomes = read_table(catalog.ML_OUTCOMES, ml_outcomes, scope, OUTCOME_COLUMNS)
-        frame = _collect(lambda: opportunity_frame(model_id, evaluations, outcomes), inputs, scope)
-        _require_joined_rows(frame, outcomes, ml_outcomes, risk_evaluations)
-        checks = [  # outcomes first: the keys come from them, so a duplicated outcome is named there
-            (contracts.column_rules(catalog.ML_OUTCOMES, [*KEYS, "closed_date"]), ml_outcomes),
-            (contracts.column_rules(catalog.RISK_EVALUATIONS, EVALUATION_COLUMNS), risk_evaluations),
-        ]
-        contracts.check_all(checks, frame)  # before the top-up: a bad source fails before rows are generated
-        checks = []
-        real_rows = frame.height
-        if top_up:
-            end = partition_date or frame.get_column("closed_date").max() or DEFAULT_TOP_UP_END
-            frame = add_synthetic_rows(model_id, frame, seed=seed, end=end)
-        elif real_rows < catalog.MODELS[model_id].min_rows:
-            log.warning("%s: only %d rows (runbook minimum %d); no top-up", model_id, real_rows, catalog.MODELS[model_id].min_rows)
-    elif model_id == "risk_trajectory":
-        inputs = [risk_snapshots, ml_outcomes]
-        snapshots = read_table(catalog.RISK_SNAPSHOTS, risk_snapshots, scope, SNAPSHOT_COLUMNS)
-        outcomes = read_table(catalog.ML_OUTCOMES, ml_outcomes, scope, OUTCOME_COLUMNS)
-        frame = _collect(lambda: trajectory_frame(snapshots, outcomes), inputs, scope)
-        checks = [(contracts.column_rules(catalog.RISK_SNAPSHOTS, catalog.TRAJECTORY_FEATURES), risk_snapshots)]
-        real_rows = frame.height
-    elif model_id == "revenue_forecast":
-        inputs = [revenue_daily]
-        revenue = read_table(catalog.REVENUE_DAILY, revenue_daily, scope, ("tenant_id", "date", "revenue"))
-        frame = _collect(lambda: revenue_frame(revenue), inputs, scope)
-        checks = []  # sums of checked rows; the output contract covers the rest
-        real_rows = frame.height
-    else:  # anomaly
-        inputs = [risk_evaluations]
-        columns = (*EVALUATION_COLUMNS, "stage_encoded", *ANOMALY_EXTRA)
-        evaluations = read_table(
-            catalog.RISK_EVALUATIONS, risk_evaluations, scope, columns, optional=(catalog.ANOMALY_LABEL,)
-        )
-        labelled = catalog.ANOMALY_LABEL in evaluations.collect_schema()
-        frame = _collect(lambda: anomaly_frame(evaluations, labelled), inputs, scope)
-        checks = [(contracts.column_rules(catalog.RISK_EVALUATIONS, frame.columns), risk_evaluations)]
-        real_rows = frame.height
+    prepared = binding.prepare(specs.PrepareInputs(model_id, uris, scope, top_up, seed, partition_date))
+    frame, inputs, checks = prepared.frame, prepared.inputs, prepared.checks
+    real_rows = frame.height if prepared.real_rows is None else prepared.real_rows
 
     write_prepared(model_id, frame, out_uri, source=f"{out_uri} (prepared from {', '.join(inputs)})", sources=checks)
     result = PrepareResult(out_uri, frame.height, frame.height - real_rows, real_rows)
@@ -424,7 +444,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ml-outcomes", required=True, help="ml_outcomes folder or URI")
     parser.add_argument("--risk-snapshots", default=None, help="default: risk_snapshots beside --risk-evaluations")
     parser.add_argument("--revenue-daily", default=None, help="default: revenue_daily beside --risk-evaluations")
-    parser.add_argument("--model-id", required=True, choices=sorted(catalog.MODELS))
+    parser.add_argument("--model-id", required=True, help="a model id of salesrisk.catalog.MODELS")
     parser.add_argument("--output", required=True, help="folder (or URI) that receives prepared.parquet")
     parser.add_argument("--tenant-id", default=None)
     parser.add_argument("--partition-date", type=date.fromisoformat, default=None, help="as of YYYY-MM-DD")
@@ -434,7 +454,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.model_id not in catalog.MODELS:
+        parser.error(f"argument --model-id: invalid choice: {args.model_id!r} (choose from {', '.join(sorted(catalog.MODELS))})")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = prepare(

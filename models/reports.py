@@ -18,7 +18,6 @@ on even after the training file is gone.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import time
@@ -315,19 +314,11 @@ def mean_abs_shap(shap: np.ndarray, columns: Sequence[str]) -> dict[str, float]:
 # --- per-model reports ------------------------------------------------------------------------
 
 
-def _module(model_id: str) -> Any:
-    return importlib.import_module(f"models.{model_id}")
-
-
 def held_out(model_id: str, training_data: pl.DataFrame, args: argparse.Namespace) -> pl.DataFrame:
-    """The trainer's own held-out rows for this run's seed (and industry / horizon)."""
-    module = _module(model_id)
-    seed = int(getattr(args, "seed", 42))
-    if model_id == "risk_scoring":
-        return module.holdout(training_data, seed, industry_id=getattr(args, "industry_id", None))
-    if model_id == "revenue_forecast":
-        return module.holdout(training_data, seed, horizon=getattr(args, "horizon", None))
-    return module.holdout(training_data, seed)
+    """The trainer's own held-out rows for this run's parameters (seed, industry, horizon)."""
+    from models import specs
+
+    return specs.get(model_id).trainer.holdout(training_data, vars(args))
 
 
 def _capped(rows: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
@@ -422,8 +413,7 @@ def _risk_trajectory(predictor: Any, rows: pl.DataFrame, out: Path, args: argpar
 def _revenue_forecast(
     predictor: Any, rows: pl.DataFrame, out: Path, args: argparse.Namespace, training_data: pl.DataFrame
 ) -> list[Path]:
-    module = _module("revenue_forecast")
-    frame = module.normalise(training_data)
+    frame = training_data  # the series as the trainer normalised it to (ds, y)
     horizon = rows.height
     window = frame.tail(min(frame.height, 4 * horizon))
     answer = pd.DataFrame(predictor.predict(window.drop("y").to_pandas()))
@@ -493,26 +483,22 @@ def log_training_report(model_id: str, model_dir: Path, training_data: pl.DataFr
     under ``report/``; return the files (written to ``<output>/report``)."""
     import mlflow
 
+    from models import specs
+
     started = time.perf_counter()
     predictor = mlflow.pyfunc.load_model(str(model_dir))
     out = Path(model_dir).parent / REPORT_PATH
     seed = int(getattr(args, "seed", 42))
-    if model_id == "risk_trajectory":  # its plot comes from the run's metrics, not from scoring
+    report = specs.get(model_id).report
+    if report is None:
+        return []
+    if report.rows == "none":  # the plot comes from the run's metrics, not from scoring
         rows = training_data.clear()
     else:
         rows = held_out(model_id, training_data, args)
-    if model_id != "revenue_forecast":
+    if report.rows == "holdout":
         rows = _capped(rows, MAX_ROWS, seed)
-    if model_id == "revenue_forecast":
-        paths = _revenue_forecast(predictor, rows, out, args, training_data)
-    else:
-        build = {
-            "win_probability": _win_probability,
-            "risk_scoring": _risk_scoring,
-            "anomaly": _anomaly,
-            "risk_trajectory": _risk_trajectory,
-        }[model_id]
-        paths = build(predictor, rows, out, args)
+    paths = report.plots(predictor, rows, out, args, training_data)
     for path in paths:
         mlflow.log_artifact(str(path), artifact_path=REPORT_PATH)
     reference = reference_sample(predictor, training_data, seed)

@@ -83,3 +83,29 @@ def split_positions(
         remaining -= fraction
     parts.append(np.sort(rest))
     return list(reversed(parts))
+
+
+def unseen(rows: pl.DataFrame, seen: pl.DataFrame, group: str | None = None) -> pl.DataFrame:
+    """The ``rows`` a model trained on ``seen`` never saw, so a champion/challenger gate can score
+    both models on rows neither trained on.
+
+    With a ``group`` (e.g. the opportunity of a snapshot sequence): rows of groups absent from
+    ``seen``. Else, when both frames have a time column: rows later than the last one in ``seen``
+    (no later evaluation of a deal the model learned from, no day it was fitted on). Else rows
+    whose values appear in no row of ``seen``.
+    """
+    if group is not None and group in rows.columns and group in seen.columns:
+        return rows.filter(~pl.col(group).is_in(seen.get_column(group).unique().implode()))
+    column = time_column(rows)
+    if column is not None and column in seen.columns and seen.height:
+        last = _as_time(seen.get_column(column)).max()
+        return rows.filter(_as_time(rows.get_column(column)) > last) if last is not None else rows
+    shared = [c for c in rows.columns if c in seen.columns and not c.startswith("__")]
+    if not shared or not seen.height:
+        return rows
+    known = seen.select(shared).hash_rows(seed=0)
+    return rows.filter(~rows.select(shared).hash_rows(seed=0).is_in(known.implode()))
+
+
+def _as_time(values: pl.Series) -> pl.Series:
+    return values.str.to_datetime(strict=False) if values.dtype == pl.String else values.cast(pl.Datetime("us"))

@@ -3,6 +3,9 @@
 ``python -m models.<name> --training-data URI --output DIR [--model-name NAME]
 [--features LIST|auto] [model parameters] [--register] [--deploy]``
 
+``--deploy`` goes through the same gate, lock and register+deploy transaction as the flows: the
+trainer hands its output to ``python -m flows.promote_trained`` (see :func:`promote_by_flow`).
+
 A trainer module supplies only its parameters and a fit function; reading the input, checking
 its contract, writing ``DIR/model`` and ``DIR/metrics.json`` and logging to MLflow happen here,
 once, so the five trainers cannot disagree about them.
@@ -45,8 +48,11 @@ FitFunction = Callable[[pl.DataFrame, list[str], argparse.Namespace, Path], FitR
 
 def build_parser(model_id: str, description: str) -> argparse.ArgumentParser:
     """The shared arguments; a trainer adds its own model parameters to the returned parser."""
-    spec = catalog.MODELS[model_id]
-    parser = argparse.ArgumentParser(prog=f"python -m models.{model_id}", description=description)
+    from models import specs
+
+    binding = specs.get(model_id)
+    spec = binding.spec
+    parser = argparse.ArgumentParser(prog=f"python -m {binding.trainer.module}", description=description)
     parser.add_argument("--training-data", required=True, help="Parquet file or folder (path or abfs:// URI)")
     parser.add_argument("--output", required=True, type=Path, help="folder for model/ and metrics.json")
     parser.add_argument(
@@ -63,7 +69,11 @@ def build_parser(model_id: str, description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--register", action="store_true", help="register the model in MLflow")
-    parser.add_argument("--deploy", action="store_true", help="register, then deploy to its endpoint")
+    parser.add_argument(
+        "--deploy",
+        action="store_true",
+        help="gate, register and deploy to its endpoint, through the promote-trained flow (flows/promote_trained.py)",
+    )
     return parser
 
 
@@ -181,6 +191,33 @@ def discard_outputs(output: Path, created: bool) -> None:
             pass
 
 
+def register(model_id: str, model_name: str, run_id: str) -> str:
+    """``--register``: a new version of the run's model, under the same per-name lock the flows
+    register with (what serves does not change, so no gate is needed)."""
+    from salesrisk import locks, registry
+
+    with locks.held(f"register-{model_name}"):
+        version = registry.register_run_model(run_id, model_name, tags={"model_id": model_id})
+    log.info("registered %s version %s", model_name, version)
+    return version
+
+
+def promote_by_flow(model_id: str, args: argparse.Namespace) -> int:
+    """``--deploy``: hand the finished output to the promote-trained flow, which gates it against
+    the serving version, then registers and deploys it in one transaction under the step locks, as
+    the model flows do. A command line, not an import: models/ stays free of Prefect and deployments/."""
+    import subprocess
+
+    params = {k: v for k, v in model_params(args).items() if k not in {"model_name", "features"} and v is not None}
+    command = [
+        sys.executable, "-m", "flows.promote_trained",
+        "--model-id", model_id, "--output", str(args.output.resolve()),
+        "--training-data", args.training_data, "--params", json.dumps(params, default=str),
+    ]
+    log.info("deploying through the promote-trained flow: %s", " ".join(command[1:]))
+    return subprocess.run(command, check=False).returncode
+
+
 def run(
     model_id: str,
     parser: argparse.ArgumentParser,
@@ -234,15 +271,8 @@ def run(
         json.dumps({"run_id": run_id, "model_name": args.model_name, "fit_seconds": round(fit_seconds, 3)})
     )
     log.info("%s: %s (run %s)", args.model_name, result.metrics, run_id)
-    if args.register or args.deploy:
-        from salesrisk import registry
-
-        version = registry.register_run_model(run_id, args.model_name, tags={"model_id": model_id})
-        log.info("registered %s version %s", args.model_name, version)
-        if args.deploy:
-            from deployments import endpoints
-
-            industry = getattr(args, "industry_id", None)
-            result_ = endpoints.deploy(catalog.endpoint_key(model_id, industry), args.model_name, version)
-            log.info("deployed %s v%s to %s", args.model_name, version, result_.scoring_url)
+    if args.deploy:
+        return promote_by_flow(model_id, args)
+    if args.register:
+        register(model_id, args.model_name, run_id)
     return 0

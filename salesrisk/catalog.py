@@ -7,6 +7,7 @@ trainers, the flows, the Azure ML job files and the endpoint map.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 # --- lake tables (see docs/data-lake-layout.md) ---------------------------------------------
 RISK_EVALUATIONS = "risk_evaluations"
@@ -78,51 +79,240 @@ NON_FEATURE_COLUMNS: frozenset[str] = frozenset(
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """What the runbook says about one model."""
+class Metric:
+    """One score a model reports: which way is better, and how much worse a candidate may be
+    (in the metric's own units) and still pass the gate, because two fits differ by noise."""
 
-    model_id: str  # trainer module name and prepare --model-id
+    name: str
+    higher_is_better: bool
+    tolerance: float = 0.0
+    gated: bool = True  # False: reported for information (e.g. anomaly_rate), never judged
+    runbook: bool = True  # one of the runbook's metric names (False: an extra, e.g. ECE)
+
+
+@dataclass(frozen=True)
+class FlowParameter:
+    """A model's own flow parameter, passed on to its trainer's command line as ``--<name>``."""
+
+    name: str
+    type: type
+    default: Any = None
+    help: str = ""
+    job_default: Any = None  # the Azure ML job file's default input (None: ``default``, else unset)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the runbook says about one model: every layer derives its names and lists from this.
+
+    The model's behaviour (preparation, contract, trainer, plots) is bound to it in
+    ``models/specs.py``; Azure ML job files and ``prefect.yaml`` are generated from it.
+    """
+
+    model_id: str  # prepare --model-id, metrics.json's owner, the key of MODELS
     registered_name: str
     endpoint_key: str
-    metrics: tuple[str, ...]  # exactly the runbook's names, written to metrics.json
+    scores: tuple[Metric, ...]  # the runbook's metric names with direction and gate tolerance
     sources: tuple[str, ...]  # the lake tables its preparation reads (and its cache key fingerprints)
     min_rows: int = 0  # below this, preparation tops up with synthetic rows
+    flow_name: str = ""  # Prefect flow name; its prefect.yaml deployment is ``<flow_name>/default``
+    flow_file: str = ""  # flows/<flow_file>.py: the entry point of ``python flows/<flow_file>.py``
+    description: str = ""  # first line of the flow's --help
+    flow_parameters: tuple[FlowParameter, ...] = ()
+    azure_job_file: str = ""  # deployments/azureml/<file>: its Azure ML command job
+    azure_training_folder: str = ""  # lake folder of the job file's default training_data path
+    performance: str | None = None  # live performance measured by monitoring (None: no outcomes arrive)
+    industry_name: str | None = None  # per-industry registered name pattern, with {industry}
+    industry_endpoint_key: str | None = None
+    # retrain-all starts higher ranks first: with two pipelines at a time, starting the longest fits
+    # (NeuralProphet, then the LSTM, measured on the default lake) first keeps the short ones for the end.
+    start_rank: int = 0
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The runbook's metric names, exactly as written to metrics.json."""
+        return tuple(m.name for m in self.scores if m.runbook)
+
+    @property
+    def directions(self) -> dict[str, int]:
+        """+1 higher is better, -1 lower is better, for the gated metrics."""
+        return {m.name: 1 if m.higher_is_better else -1 for m in self.scores if m.gated}
+
+    @property
+    def tolerances(self) -> dict[str, float]:
+        return {m.name: m.tolerance for m in self.scores if m.gated}
+
+    @property
+    def endpoint_keys(self) -> tuple[str, ...]:
+        return (self.endpoint_key, *((self.industry_endpoint_key,) if self.industry_endpoint_key else ()))
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.flow_parameters)
 
 
+def _lower(name: str, tolerance: float = 0.0) -> Metric:
+    return Metric(name, higher_is_better=False, tolerance=tolerance)
+
+
+def _higher(name: str, tolerance: float = 0.0) -> Metric:
+    return Metric(name, higher_is_better=True, tolerance=tolerance)
+
+
+# Tolerances: one number fits every model only for metrics bounded to [0, 1]; RMSE, MAE, MAPE and
+# the losses depend on the target's scale, so they are "not worse" (0).
 MODELS: dict[str, ModelSpec] = {
     spec.model_id: spec
     for spec in (
-        ModelSpec("risk_scoring", "risk-scoring-global", "risk_scoring_global", ("RMSE", "MAE", "R2"),
-                  (RISK_EVALUATIONS, ML_OUTCOMES), 3000),
-        ModelSpec("risk_trajectory", "risk-trajectory-lstm", "risk_trajectory_lstm", ("loss", "val_loss", "mae", "val_mae"),
-                  (RISK_SNAPSHOTS, ML_OUTCOMES)),
-        ModelSpec("win_probability", "win-probability-model", "win_probability", ("Brier", "AUC_ROC"),
-                  (RISK_EVALUATIONS, ML_OUTCOMES), 5000),
-        ModelSpec("revenue_forecast", "revenue-forecasting-model", "revenue_forecasting", ("MAPE", "RMSE", "MAE"),
-                  (REVENUE_DAILY,)),
-        ModelSpec("anomaly", "anomaly-detection-isolation-forest", "anomaly", ("F1",), (RISK_EVALUATIONS,)),
+        ModelSpec(
+            model_id="risk_scoring",
+            registered_name="risk-scoring-global",
+            endpoint_key="risk_scoring_global",
+            scores=(_lower("RMSE"), _lower("MAE"), _higher("R2", 0.005)),
+            sources=(RISK_EVALUATIONS, ML_OUTCOMES),
+            min_rows=3000,
+            flow_name="risk-scoring",
+            flow_file="risk_scoring",
+            description="Train the global risk-scoring regressor (or one industry's); deploy it if it passes the gate.",
+            flow_parameters=(FlowParameter(
+                "industry_id", str, help="train one industry only; registers risk-scoring-{industry} for endpoint risk_scoring_industry"
+            ),),
+            azure_job_file="azml-job-risk-scoring.yaml",
+            azure_training_folder=f"{ML_TRAINING}/risk_scoring",
+            performance="risk_score",
+            industry_name="risk-scoring-{industry}",
+            industry_endpoint_key="risk_scoring_industry",
+            start_rank=2,
+        ),
+        ModelSpec(
+            model_id="risk_trajectory",
+            registered_name="risk-trajectory-lstm",
+            endpoint_key="risk_trajectory_lstm",
+            scores=(_lower("loss"), _lower("val_loss"), _lower("mae"), _lower("val_mae")),
+            sources=(RISK_SNAPSHOTS, ML_OUTCOMES),
+            flow_name="risk-trajectory-lstm",
+            flow_file="risk_trajectory",
+            description="Train the LSTM that forecasts each opportunity's risk at +30/60/90 days; deploy it if it passes the gate.",
+            flow_parameters=(FlowParameter(
+                "sequence_length", int, 30, "snapshots per opportunity the LSTM reads (shorter histories are padded and masked)"
+            ),),
+            azure_job_file="azml-job-lstm-trajectory.yaml",
+            azure_training_folder=RISK_SNAPSHOTS,
+            start_rank=3,
+        ),
+        ModelSpec(
+            model_id="win_probability",
+            registered_name="win-probability-model",
+            endpoint_key="win_probability",
+            scores=(_lower("Brier", 0.002), _higher("AUC_ROC", 0.005), Metric("ECE", higher_is_better=False, tolerance=0.005, runbook=False)),
+            sources=(RISK_EVALUATIONS, ML_OUTCOMES),
+            min_rows=5000,
+            flow_name="win-probability",
+            flow_file="win_probability",
+            description="Train the calibrated win-probability classifier on closed deals; deploy it if it passes the gate.",
+            azure_job_file="azml-job-win-probability.yaml",
+            azure_training_folder=f"{ML_TRAINING}/win_probability",
+            performance="win_probability",
+            start_rank=1,
+        ),
+        ModelSpec(
+            model_id="revenue_forecast",
+            registered_name="revenue-forecasting-model",
+            endpoint_key="revenue_forecasting",
+            scores=(_lower("MAPE"), _lower("RMSE"), _lower("MAE")),
+            sources=(REVENUE_DAILY,),
+            flow_name="revenue-forecasting",
+            flow_file="revenue_forecasting",
+            description="Train the NeuralProphet revenue forecast; deploy it if it passes the gate.",
+            azure_job_file="azml-job-prophet.yaml",
+            azure_training_folder=f"{ML_TRAINING}/revenue_forecasting",
+            performance="forecast",
+            start_rank=4,
+        ),
+        ModelSpec(
+            model_id="anomaly",
+            registered_name="anomaly-detection-isolation-forest",
+            endpoint_key="anomaly",
+            scores=(_higher("F1", 0.01), Metric("anomaly_rate", higher_is_better=False, gated=False, runbook=False)),
+            sources=(RISK_EVALUATIONS,),
+            flow_name="anomaly-detection",
+            flow_file="anomaly_detection",
+            description="Train the IsolationForest anomaly detector; deploy it if it passes the gate.",
+            flow_parameters=(
+                FlowParameter("param_contamination", float, help="expected share of anomalies (IsolationForest contamination)",
+                              job_default=0.1),
+                FlowParameter("param_n_estimators", int, help="number of trees (IsolationForest n_estimators)", job_default=100),
+            ),
+            azure_job_file="azml-job-anomaly.yaml",
+            azure_training_folder=f"{ML_TRAINING}/anomaly",
+        ),
     )
 }
 
+
+def _endpoint_keys() -> tuple[str, ...]:
+    return tuple(key for spec in MODELS.values() for key in spec.endpoint_keys)
+
+
+ENDPOINT_KEYS: tuple[str, ...] = _endpoint_keys()
 RISK_SCORING_INDUSTRY_ENDPOINT = "risk_scoring_industry"
-ENDPOINT_KEYS: tuple[str, ...] = (
-    "risk_scoring_global",
-    RISK_SCORING_INDUSTRY_ENDPOINT,
-    "risk_trajectory_lstm",
-    "win_probability",
-    "revenue_forecasting",
-    "anomaly",
-)
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add a model to the catalog (its behaviour is bound in ``models/specs.py``); the endpoint
+    keys follow. Returns the spec; registering an id again replaces it."""
+    global ENDPOINT_KEYS
+    MODELS[spec.model_id] = spec
+    ENDPOINT_KEYS = _endpoint_keys()
+    return spec
+
+
+def unregister(model_id: str) -> None:
+    global ENDPOINT_KEYS
+    MODELS.pop(model_id, None)
+    ENDPOINT_KEYS = _endpoint_keys()
+
+
+def spec_of_endpoint(endpoint_key: str) -> ModelSpec:
+    """The model an endpoint key serves."""
+    for spec in MODELS.values():
+        if endpoint_key in spec.endpoint_keys:
+            return spec
+    raise KeyError(f"no model serves endpoint {endpoint_key!r}; endpoints: {', '.join(ENDPOINT_KEYS)}")
 
 
 def registered_name(model_id: str, industry_id: str | None = None) -> str:
     """The runbook's registered name; risk scoring per industry is ``risk-scoring-{industry}``."""
-    if model_id == "risk_scoring" and industry_id:
-        return f"risk-scoring-{industry_id}"
-    return MODELS[model_id].registered_name
+    spec = MODELS[model_id]
+    if industry_id and spec.industry_name:
+        return spec.industry_name.format(industry=industry_id)
+    return spec.registered_name
 
 
 def endpoint_key(model_id: str, industry_id: str | None = None) -> str:
-    if model_id == "risk_scoring" and industry_id:
-        return RISK_SCORING_INDUSTRY_ENDPOINT
-    return MODELS[model_id].endpoint_key
+    spec = MODELS[model_id]
+    if industry_id and spec.industry_endpoint_key:
+        return spec.industry_endpoint_key
+    return spec.endpoint_key
+
+
+# --- models registered outside this file ----------------------------------------------------
+# ``module:function`` entries, comma-separated; each function registers its models (e.g. with
+# models.specs.register). Read when this module is imported, so every process of a run (the
+# prepare and trainer steps, the endpoint server) knows the same models as the flow that started it.
+MODEL_SPECS_VARIABLE = "SALESRISK_MODEL_SPECS"
+
+
+def load_registered_elsewhere(entries: str | None = None) -> None:
+    import importlib
+    import os
+
+    text = os.environ.get(MODEL_SPECS_VARIABLE, "") if entries is None else entries
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        module, _, function = entry.partition(":")
+        if not function:
+            raise ValueError(f"{MODEL_SPECS_VARIABLE}={text!r}: expected module:function entries, got {entry!r}")
+        getattr(importlib.import_module(module), function)()
+
+
+load_registered_elsewhere()

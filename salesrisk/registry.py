@@ -85,9 +85,3 @@ def set_version_tags(name: str, version: str, tags: dict[str, Any]) -> None:
 def delete_version(name: str, version: str) -> None:
     """Undo a registration (used when a deploy in the same transaction fails)."""
     client().delete_model_version(name, version)
-
-
-def version_run_metrics(name: str, version: str) -> dict[str, float]:
-    c = client()
-    mv = c.get_model_version(name, version)
-    return dict(c.get_run(mv.run_id).data.metrics) if mv.run_id else {}

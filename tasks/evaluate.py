@@ -1,10 +1,11 @@
-"""Champion/challenger: score the candidate and the serving version on the same held-out rows."""
+"""Champion/challenger: score the candidate and the serving version on the same rows, ones neither
+of them trained on (the candidate's held-out rows the champion never saw either)."""
 
 from __future__ import annotations
 
 import asyncio
-
-import importlib
+from collections.abc import Mapping
+from typing import Any
 
 import polars as pl
 from prefect import get_run_logger, task
@@ -12,27 +13,76 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from deployments import endpoints
-from models import gate
-from salesrisk import registry, storage
+from models import gate, specs, splits
+from salesrisk import catalog, registry, storage
 from tasks.refs import TrainedModel
+
+
+ROW = "__row"  # position in the training file, carried through the trainer's split
+
+
+def training_frame(uri: str, params: Mapping[str, Any]) -> pl.DataFrame:
+    data = storage.read_parquet(uri)
+    industry = params.get("industry_id")
+    if industry and catalog.INDUSTRY_ID in data.columns:
+        data = data.filter(pl.col(catalog.INDUSTRY_ID).cast(pl.String) == str(industry))
+    return data
+
+
+def _split(model_id: str, uri: str, params: Mapping[str, Any]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(held-out rows as the trainer returns them, raw rows it trained on), both with ROW."""
+    data = training_frame(uri, params).with_row_index(ROW)
+    held = specs.get(model_id).trainer.holdout(data, params)
+    return held, data.filter(~pl.col(ROW).is_in(held.get_column(ROW).implode()))
 
 
 def held_out_rows(trained: TrainedModel) -> pl.DataFrame:
     """The rows the candidate did not train on, found by the trainer's own split."""
-    module = importlib.import_module(f"models.{trained.model_id}")
-    data = storage.read_parquet(trained.training_data.uri)
-    industry = trained.params.get("industry_id")
-    if industry and "industry_id" in data.columns:
-        data = data.filter(pl.col("industry_id").cast(pl.String) == str(industry))
-    return module.holdout(data, seed=int(trained.params.get("seed", 42)))
+    return _split(trained.model_id, trained.training_data.uri, trained.params)[0].drop(ROW)
+
+
+def _tag_value(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return None if text == "None" else text
+
+
+def champion_seen_rows(model_id: str, model_name: str, version: str) -> pl.DataFrame | None:
+    """The rows the champion trained on, from the training data and parameters its version was
+    registered with (tasks/promote.version_tags); None when they are not known or no longer exist."""
+    tags = registry.client().get_model_version(model_name, version).tags or {}
+    uri = tags.get("training_data")
+    if not uri or not storage.exists(uri):
+        return None
+    params = {k.removeprefix("param."): _tag_value(v) for k, v in tags.items() if k.startswith("param.")}
+    return _split(model_id, uri, params)[1]
+
+
+def fair_rows(trained: TrainedModel, champion_version: str) -> tuple[pl.DataFrame, str]:
+    """The candidate's held-out rows the champion never trained on either, and a line saying so."""
+    held, _ = _split(trained.model_id, trained.training_data.uri, trained.params)
+    seen = champion_seen_rows(trained.model_id, trained.model_name, champion_version)
+    if seen is None:
+        return held.drop(ROW), (
+            f"champion v{champion_version}'s training data is not known: scored on the candidate's "
+            f"{held.height} held-out rows"
+        )
+    data = training_frame(trained.training_data.uri, trained.params).with_row_index(ROW)
+    raw_held = data.filter(pl.col(ROW).is_in(held.get_column(ROW).implode()))
+    unseen = splits.unseen(raw_held, seen, specs.get(trained.model_id).trainer.group)
+    rows = held.filter(pl.col(ROW).is_in(unseen.get_column(ROW).implode())).drop(ROW)
+    return rows, f"scored on {rows.height} of the candidate's {held.height} held-out rows, the ones champion v{champion_version} never trained on either"
 
 
 def score(model_id: str, model_uri: str, rows: pl.DataFrame) -> dict[str, float]:
     import mlflow
 
     registry.configure()
-    module = importlib.import_module(f"models.{model_id}")
-    return module.evaluate(mlflow.pyfunc.load_model(model_uri), rows)
+    return specs.get(model_id).trainer.evaluate(mlflow.pyfunc.load_model(model_uri), rows)
 
 
 def serving_version_of(trained: TrainedModel, endpoint_key: str) -> tuple[str, str | None] | None:
@@ -44,12 +94,20 @@ def serving_version_of(trained: TrainedModel, endpoint_key: str) -> tuple[str, s
     return live.version, run_id
 
 
-def judged(metrics: dict[str, float] | None) -> dict[str, float] | None:
-    """Only metrics with a known better-direction take part in the gate (e.g. not anomaly_rate,
-    which an unlabelled anomaly detector reports for information)."""
+def judged(model_id: str, metrics: dict[str, float] | None) -> dict[str, float] | None:
+    """Only the spec's gated metrics take part in the gate (e.g. not anomaly_rate, which an
+    unlabelled anomaly detector reports for information)."""
     if metrics is None:
         return None
-    return {name: value for name, value in metrics.items() if name in gate.HIGHER_IS_BETTER | gate.LOWER_IS_BETTER}
+    directions = catalog.MODELS[model_id].directions
+    return {name: value for name, value in metrics.items() if name in directions}
+
+
+def decide(model_id: str, candidate: dict[str, float], champion: dict[str, float] | None, force: bool) -> gate.GateDecision:
+    """The gate with the model's own metric directions and tolerances (from its spec)."""
+    spec = catalog.MODELS[model_id]
+    return gate.decide(judged(model_id, candidate) or {}, judged(model_id, champion), tolerances=spec.tolerances,
+                       force=force, directions=spec.directions)
 
 
 def decision_markdown(trained: TrainedModel, decision: gate.GateDecision) -> str:
@@ -82,12 +140,21 @@ def gate_candidate(trained: TrainedModel, endpoint_key: str, force: bool = False
     elif serving is None:
         # No champion to compare with: the trainer's own held-out metrics are the candidate's
         # scores, and deploy smoke-tests the saved model before it takes traffic.
-        decision = gate.decide(judged(trained.metrics), None, force=force)
+        decision = decide(trained.model_id, trained.metrics, None, force)
     else:
-        rows = held_out_rows(trained)
-        candidate = score(trained.model_id, trained.model_uri, rows)
-        champion = score(trained.model_id, registry.model_uri(trained.model_name, serving[0]), rows)
-        decision = gate.decide(judged(candidate), judged(champion), force=force)
+        rows, scored_on = fair_rows(trained, serving[0])
+        if rows.height == 0:  # nothing to compare on: the candidate cannot show it is not worse
+            decision = gate.GateDecision(
+                promote=force,
+                reason=(("forced promotion: " if force else "") + "no held-out row is unseen by both candidate and "
+                        f"champion v{serving[0]} (the new data adds no rows after the champion's training data)"),
+                candidate=trained.metrics, champion=None, forced=force,
+            )
+        else:
+            candidate = score(trained.model_id, trained.model_uri, rows)
+            champion = score(trained.model_id, registry.model_uri(trained.model_name, serving[0]), rows)
+            decision = decide(trained.model_id, candidate, champion, force)
+            decision.reason = f"{scored_on}\n{decision.reason}"
     logger.info("gate for %s: %s", trained.model_name, decision.reason)
     create_markdown_artifact(
         markdown=decision_markdown(trained, decision),

@@ -24,14 +24,6 @@ from models.monitoring import EndpointCheck
 from salesrisk import catalog, registry
 from salesrisk.settings import get_settings
 
-# model id -> the flow whose ``<flow>/default`` deployment (prefect.yaml) retrains it
-RETRAIN_FLOWS: dict[str, str] = {
-    "risk_scoring": "risk-scoring",
-    "risk_trajectory": "risk-trajectory-lstm",
-    "win_probability": "win-probability",
-    "revenue_forecast": "revenue-forecasting",
-    "anomaly": "anomaly-detection",
-}
 MONITORING_EXPERIMENT = "model-monitoring"
 HISTORY_DAYS = 90  # drawn in the drift-over-time plot
 REPORT_KEY = "monitoring-report"
@@ -102,10 +94,12 @@ async def trigger_retraining(check: EndpointCheck, model_id: str) -> str:
     such deployment (no server, or ``prefect deploy`` not run), say why instead of failing."""
     from prefect.deployments import arun_deployment
 
-    name = f"{RETRAIN_FLOWS[model_id]}/default"
+    spec = catalog.MODELS[model_id]
+    name = f"{spec.flow_name}/default"  # the model's deployment in prefect.yaml
     parameters: dict[str, Any] = {}
-    if check.endpoint_key == catalog.RISK_SCORING_INDUSTRY_ENDPOINT and check.model_name:
-        parameters["industry_id"] = check.model_name.removeprefix("risk-scoring-")
+    if check.endpoint_key == spec.industry_endpoint_key and check.model_name and spec.industry_name:
+        prefix, _, suffix = spec.industry_name.partition("{industry}")
+        parameters["industry_id"] = check.model_name.removeprefix(prefix).removesuffix(suffix)
     try:
         run = await arun_deployment(name=name, parameters=parameters or None, timeout=0)
     except Exception as error:  # noqa: BLE001 - no API, no deployment, no work pool: report, do not fail

@@ -14,8 +14,6 @@ from tasks.compute import check_compute, step_key
 from tasks.policies import CACHE_POLICY, RETRY_OPTIONS
 from tasks.refs import DataRef
 
-# The tables each model's preparation reads, fingerprinted into its cache key: from the spec.
-SOURCES_BY_MODEL: dict[str, tuple[str, ...]] = {model_id: spec.sources for model_id, spec in catalog.MODELS.items()}
 # models.prepare always takes these two flags (the runbook's interface), used or not.
 ALWAYS_PASSED = (catalog.RISK_EVALUATIONS, catalog.ML_OUTCOMES)
 

@@ -11,6 +11,7 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from deployments.compute import run_local, staged_output
+from models import specs
 from salesrisk import storage
 from tasks.compute import check_compute, runs_root, step_key
 from tasks.policies import CACHE_POLICY, RETRY_OPTIONS
@@ -54,7 +55,7 @@ def train_model(
     # The trainer writes into a staging folder that becomes ``output`` only once it exited 0 and
     # wrote run.json: a killed or failed trainer leaves nothing a later step could mistake for a result.
     with staged_output(output) as staging:
-        step = run_local(f"models.{model_id}", trainer_args(training_data.uri, staging, model_name, params), staging)
+        step = run_local(specs.get(model_id).trainer.module, trainer_args(training_data.uri, staging, model_name, params), staging)
         run = json.loads(Path(staging, "run.json").read_text())
     logger.info("trained %s: %s", model_name, {k: round(v, 4) for k, v in step.metrics.items()})
     return TrainedModel(model_id, model_name, output, step.metrics, run.get("run_id"), training_data, params)

@@ -165,12 +165,12 @@ def test_the_unbroken_inputs_pass_the_same_checks(module: str, make: Callable[[]
     """Each case breaks one thing in an input that is otherwise valid: the checks accept these."""
     import importlib
 
-    from models import contracts, trainer
+    from models import contracts, specs, trainer
 
     model_id = module.split(".")[1]
     args = importlib.import_module(module).build_parser().parse_args(["--training-data", "x", "--output", "y"])
     df = make()
-    features = trainer.resolve_features(args.features, df, contracts.DEFAULT_FEATURES[model_id])
+    features = trainer.resolve_features(args.features, df, specs.get(model_id).default_features or ())
     contracts.validate_training_input(model_id, df, "x", features=features)
     if model_id == "revenue_forecast":
         from models import revenue_forecast as rf
