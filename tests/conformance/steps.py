@@ -41,6 +41,6 @@ def run_model_flow(
     return asyncio.run(_model_pipeline(model_id, compute, deploy, options))
 
 
-def run_retrain_all(models: list[str], compute: str) -> list[dict[str, Any]]:
+def run_retrain_all(models: list[str], compute: str | None) -> list[dict[str, Any]]:
     """The retrain-all flow as ``python flows/retrain_all.py`` runs it; raises if any model fails."""
     return asyncio.run(retrain_all(models=models, compute=compute))
