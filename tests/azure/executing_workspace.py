@@ -404,7 +404,10 @@ class ExecutingWorkspace:
         if running is None or running.status != "Completed":
             raise HttpResponseError(f"model path {model.path}: job {match['job']} did not complete")
         copy_to = self.root / "registry" / model.name / uuid.uuid4().hex
-        self._fetch(f"{running.outputs[match['output']].rstrip('/')}/{match['path'].strip('/')}", copy_to, "uri_folder")
+        try:
+            self._fetch(f"{running.outputs[match['output']].rstrip('/')}/{match['path'].strip('/')}", copy_to, "uri_folder")
+        except (KeyError, FileNotFoundError) as error:
+            raise HttpResponseError(f"model path {model.path} holds no MLflow model: {error}") from error
         if not (copy_to / "MLmodel").exists():
             raise HttpResponseError(f"model path {model.path} holds no MLflow model (no MLmodel file)")
         mlflow = self._mlflow()
@@ -455,7 +458,7 @@ class ExecutingWorkspace:
             return poller(error=HttpResponseError(f"traffic must sum to 100, got {traffic}"))
         stored = copy.deepcopy(endpoint)
         stored.traffic = traffic
-        stored.provisioning_state = "Succeeded"
+        stored._provisioning_state = "Succeeded"
         stored._scoring_uri = f"https://{endpoint.name}.westeurope.inference.ml.azure.com/score"
         self.endpoints[endpoint.name] = stored
         return poller(copy.deepcopy(stored))
@@ -484,7 +487,7 @@ class ExecutingWorkspace:
             self._logs[key] = f"model failed to load: {error}"
             return poller(error=HttpResponseError(f"deployment {key} failed: the container could not load the model"))
         stored = copy.deepcopy(deployment)
-        stored.provisioning_state = "Succeeded"
+        stored._provisioning_state = "Succeeded"
         self.deployments[key] = stored
         self.loaded[key] = loaded
         self._logs[key] = f"loaded {deployment.model}"
