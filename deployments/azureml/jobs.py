@@ -57,7 +57,7 @@ class AzureJobError(StepFailedError):
 
 
 class AzureJobInterrupted(AzureJobError, TransientComputeError):
-    """Canceled, not responding, paused or not finished in time: another try may succeed."""
+    """Canceled, not responding or paused: another try may succeed."""
 
 
 def submit_and_wait(
