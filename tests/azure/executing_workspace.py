@@ -20,8 +20,8 @@ with a wrong signature fails as it would against the real client. Behind them:
   completed job's MLflow model is refused. Versions registered through MLflow are seen here too.
 - **Online endpoints.** A deployment of ``azureml:<name>:<version>`` needs that version to exist;
   its model is loaded (``mlflow.pyfunc``) when the deployment is created, and ``invoke`` answers
-  with that model's own predictions, serialised as Azure ML's MLflow scoring server does
-  (``records``). Traffic may only name deployments that exist and must sum to 100.
+  with that model's own predictions, serialised by MLflow's scoring server
+  (``{"predictions": [records]}``). Traffic may only name deployments that exist and must sum to 100.
 
 No network call is made except to Azurite on 127.0.0.1.
 """
@@ -503,8 +503,10 @@ class ExecutingWorkspace:
         return self._logs.get((endpoint_name, name), "")
 
     def _invoke(self, endpoint_name: str, *, request_file: str | None = None, deployment_name: str | None = None, **_: Any) -> str:
+        import io
+
         import pandas as pd
-        from mlflow.utils.proto_json_utils import _get_jsonable_obj
+        from mlflow.pyfunc.scoring_server import predictions_to_json
 
         if endpoint_name not in self.endpoints:
             raise ResourceNotFoundError(f"endpoint {endpoint_name} not found")
@@ -520,7 +522,9 @@ class ExecutingWorkspace:
             predictions = self.loaded[(endpoint_name, colour)].predict(frame)
         except Exception as error:
             raise HttpResponseError(f"(500) the model failed to score: {error}") from error
-        return json.dumps(_get_jsonable_obj(predictions, pandas_orient="records"))
+        answer = io.StringIO()
+        predictions_to_json(predictions, answer)  # as MLflow's scoring server writes it
+        return answer.getvalue()
 
 
 def posixpath_name(path: str) -> str:

@@ -40,6 +40,7 @@ def test_retrain_all_runs_to_the_end_on_azure_ml(
         request = tmp_path / f"{key}.json"
         request.write_text(json.dumps(body))
         answer = json.loads(executing_workspace.client.online_endpoints.invoke(endpoint_name=name, request_file=str(request)))
+        answer = answer["predictions"]
         sample = pd.DataFrame(body["input_data"]["data"], columns=body["input_data"]["columns"])
         expected = mlflow.pyfunc.load_model(f"models:/{row['model']}/1").predict(sample)
         assert answer and len(answer) == len(expected)

@@ -67,8 +67,10 @@ def score(serving: str, key: str, sample: pd.DataFrame, server) -> tuple[list, s
     with tempfile.TemporaryDirectory() as tmp:
         request = Path(tmp, "request.json")
         request.write_text(json.dumps({"input_data": _split(sample)}))
-        answer = azure_client.get_ml_client().online_endpoints.invoke(endpoint_name=endpoint_name(key), request_file=str(request))
-    return json.loads(answer), None
+        answer = json.loads(azure_client.get_ml_client().online_endpoints.invoke(
+            endpoint_name=endpoint_name(key), request_file=str(request)
+        ))
+    return answer.get("predictions", answer) if isinstance(answer, dict) else answer, None
 
 
 def _plain(value: Any) -> Any:
