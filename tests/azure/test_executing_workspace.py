@@ -83,3 +83,16 @@ def test_a_pipeline_job_runs_its_steps_in_order(azure_project: str, executing_wo
     assert {c.status for c in children} == {"Completed"}
     assert set(result.metrics) >= {"Brier", "AUC_ROC"}
     assert storage.exists(storage.join(result.output_uri, "model", "MLmodel"))
+
+
+def test_a_version_never_registered_cannot_be_deployed(executing_workspace, monkeypatch) -> None:
+    import pandas as pd
+
+    from deployments import endpoints
+    from deployments.azureml.endpoints import endpoint_name
+
+    monkeypatch.setenv("SALESRISK_SERVING", "azureml")
+    with pytest.raises(endpoints.DeployError, match="failed to create the deployment.*not found"):
+        endpoints.deploy("anomaly", "anomaly-detection-isolation-forest", "7", sample=pd.DataFrame({"a": [1.0]}))
+    assert executing_workspace.endpoints[endpoint_name("anomaly")].traffic == {}
+    assert executing_workspace.deployments == {}
