@@ -110,7 +110,8 @@ class ExecutingWorkspace:
         self.submitted: list[Any] = []
         self.endpoints: dict[str, ManagedOnlineEndpoint] = {}
         self.deployments: dict[tuple[str, str], ManagedOnlineDeployment] = {}
-        self.loaded: dict[tuple[str, str], Any] = {}
+        self.loaded: dict[tuple[str, str], Any] = {}  # (endpoint, deployment) -> the model it serves
+        self._logs: dict[tuple[str, str], str] = {}
         self.invocations: list[tuple[str, str | None, dict]] = []
         self._lock = threading.Lock()
         jobs = self.client.jobs
@@ -236,16 +237,13 @@ class ExecutingWorkspace:
             shutil.copy(running.log, logs / "std_log.txt")
 
     # --- running ------------------------------------------------------------------------------
-    def _set(self, running: RunningJob, status: str) -> None:
-        running.status = status
-
     def _execute(self, running: RunningJob) -> None:
         folder = self.root / "jobs" / running.name
         folder.mkdir(parents=True, exist_ok=True)
         running.log = folder / "std_log.txt"
         try:
-            self._set(running, "Queued")
-            self._set(running, "Running")
+            running.status = "Queued"
+            running.status = "Running"
             if running.kind == "pipeline":
                 self._run_pipeline(running)
             else:
@@ -260,7 +258,7 @@ class ExecutingWorkspace:
 
     def _finish(self, running: RunningJob, status: str) -> None:
         self._mlflow().set_terminated(running.name, "FINISHED" if status == "Completed" else "FAILED")
-        self._set(running, status)
+        running.status = status
         running.done.set()
 
     def _run_command(self, running: RunningJob, spec: dict, inputs: dict[str, Any], outputs: dict[str, str], folder: Path) -> None:
@@ -492,12 +490,6 @@ class ExecutingWorkspace:
         self.loaded[key] = loaded
         self._logs[key] = f"loaded {deployment.model}"
         return poller(copy.deepcopy(stored))
-
-    @property
-    def _logs(self) -> dict[tuple[str, str], str]:
-        if not hasattr(self, "_deployment_log"):
-            self._deployment_log: dict[tuple[str, str], str] = {}
-        return self._deployment_log
 
     def _deployment_logs(self, name: str, endpoint_name: str, lines: int, **_: Any) -> str:
         return self._logs.get((endpoint_name, name), "")
