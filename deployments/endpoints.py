@@ -2,17 +2,14 @@
 
 Shaped like Azure ML managed online endpoints (an endpoint per key, deployments ``blue`` and
 ``green``, a traffic split) so that moving to Azure swaps the backend and not the flows. The backend
-is chosen by ``get_settings().serving``; each backend is named in :data:`BACKENDS` by a
-``"module:attribute"`` path that is imported only when asked for, so the Azure backend plugs in by
-adding its module (``deployments/azureml/backend.py`` defining ``AzureMLBackend``) without
-changing this file, and nothing heavy is imported until a deploy happens.
+is chosen by ``get_settings().serving`` from :data:`BACKENDS`, whose factories import their
+backend only when called, so nothing heavy is imported until a deploy happens.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from salesrisk import catalog
@@ -39,9 +36,6 @@ class DeployResult:
     scoring_url: str
     previous_version: str | None
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 class Backend(Protocol):
     """What a serving backend provides; :func:`deploy` and friends delegate to one of these."""
@@ -55,16 +49,20 @@ class Backend(Protocol):
     def current(self, endpoint_key: str) -> DeployResult | None: ...
 
 
-# name (the value of SALESRISK_SERVING) -> "module:attribute" of a zero-argument factory, or the factory.
-BACKENDS: dict[str, str | Callable[[], Backend]] = {
-    "local": "deployments.local.backend:LocalBackend",
-    "azureml": "deployments.azureml.backend:AzureMLBackend",
-}
+def _local() -> Backend:
+    from deployments.local.backend import LocalBackend
+
+    return LocalBackend()
 
 
-def register_backend(name: str, factory: str | Callable[[], Backend]) -> None:
-    """Add or replace a backend by name (a ``"module:attribute"`` path or a factory)."""
-    BACKENDS[name] = factory
+def _azureml() -> Backend:
+    from deployments.azureml.endpoints import AzureMLBackend
+
+    return AzureMLBackend()
+
+
+# SALESRISK_SERVING -> the backend's factory.
+BACKENDS: dict[str, Callable[[], Backend]] = {"local": _local, "azureml": _azureml}
 
 
 def backend(name: str | None = None) -> Backend:
@@ -73,8 +71,6 @@ def backend(name: str | None = None) -> Backend:
     factory = BACKENDS.get(name)
     if factory is None:
         raise DeployError(f"serving backend {name!r} is unknown; known: {', '.join(sorted(BACKENDS))}")
-    if isinstance(factory, str):
-        factory = _import(name, factory)
     return factory()
 
 
@@ -110,22 +106,3 @@ def check_key(endpoint_key: str) -> str:
             f"unknown endpoint key {endpoint_key!r}; expected one of {', '.join(catalog.ENDPOINT_KEYS)}"
         )
     return endpoint_key
-
-
-def _import(name: str, path: str) -> Callable[[], Backend]:
-    module_name, _, attribute = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name and module_name.startswith(error.name):
-            raise DeployError(
-                f"serving backend {name!r} is not configured: module {module_name} is not present "
-                f"(it must define {attribute}); set SALESRISK_SERVING=local to serve on this machine"
-            ) from error
-        raise
-    try:
-        return getattr(module, attribute)
-    except AttributeError as error:
-        raise DeployError(
-            f"serving backend {name!r} is not configured: {module_name} has no {attribute}"
-        ) from error

@@ -1,16 +1,19 @@
 """Storage behind one interface: a local folder by default, ``abfs://`` Azure Data Lake via adlfs.
 
 Everything that reads or writes the lake goes through here so that a URI decides the backend and
-no caller branches on it. Writes are atomic (temporary name, then rename) so a failed step never
-leaves a half-written file where a reader would find it.
+no caller branches on it. An ``azureml://`` URI (how Azure ML reports a job's output) is resolved
+through the workspace's datastore to the ``abfs://`` container behind it. Writes are atomic so a
+failed step never leaves a half-written file where a reader would find it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
+import tempfile
 import posixpath
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
@@ -19,9 +22,10 @@ from typing import Any
 import fsspec
 import polars as pl
 
+from salesrisk import workspace
 from salesrisk.settings import get_settings
 
-REMOTE_SCHEMES = ("abfs://", "abfss://", "az://")
+REMOTE_SCHEMES = ("abfs://", "abfss://", "az://", workspace.SCHEME)
 
 
 class StorageError(RuntimeError):
@@ -53,6 +57,17 @@ def join(uri: str, *parts: str) -> str:
     if is_remote(uri) or "://" in uri:  # also azureml://jobs/<job>/outputs/<name>/paths/...
         return posixpath.join(uri.rstrip("/"), *parts)
     return str(Path(uri, *parts))
+
+
+def concrete(uri: str) -> str:
+    """``uri`` itself, or for an ``azureml://`` datastore path or job output the ``abfs://`` URI
+    of the blobs behind it (looked up in the workspace)."""
+    if workspace.is_workspace_uri(uri):
+        try:
+            return workspace.to_abfs(uri)
+        except workspace.WorkspaceURIError as error:
+            raise StorageError(str(error)) from error
+    return uri
 
 
 def _abfs_account(uri: str) -> str | None:
@@ -91,6 +106,7 @@ def adlfs_options(uri: str) -> dict[str, Any]:
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec filesystem that holds ``uri`` and the path to hand it."""
+    uri = concrete(uri)
     if is_remote(uri):
         import adlfs
 
@@ -100,6 +116,7 @@ def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
 
 def polars_storage_options(uri: str) -> dict[str, str] | None:
     """Options for polars' native cloud reader, which does not take a connection string."""
+    uri = concrete(uri)
     if not is_remote(uri):
         return None
     settings = get_settings()
@@ -147,6 +164,7 @@ def scan_parquet(uri: str, *, hive: bool = True) -> pl.LazyFrame:
 
     Filters on partition columns are pushed down by polars, so only matching partitions are opened.
     """
+    uri = concrete(uri)
     fs, path = filesystem(uri)
     if not fs.exists(path):
         raise StorageError(f"{uri}: no such file or folder")
@@ -168,22 +186,11 @@ def read_parquet(uri: str) -> pl.DataFrame:
 
 def write_parquet(df: pl.DataFrame, uri: str) -> str:
     """Write one Parquet file atomically: readers see the old file or the new one, never half."""
-    fs, path = filesystem(uri)
-    parent = posixpath.dirname(path) if is_remote(uri) else os.path.dirname(path)
-    fs.makedirs(parent, exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    try:
-        with fs.open(tmp, "wb") as handle:
-            df.write_parquet(handle)
-        if is_remote(uri):
-            fs.mv(tmp, path)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        if fs.exists(tmp):
-            fs.rm(tmp)
-        raise
-    return uri
+    if is_remote(uri):
+        buffer = io.BytesIO()
+        df.write_parquet(buffer)
+        return write_bytes(buffer.getvalue(), uri)
+    return _replace_local(Path(uri), df.write_parquet)
 
 
 def fingerprint(uri: str) -> str:
@@ -226,6 +233,7 @@ def partition_values(path: str) -> dict[str, str]:
 
 def _dataset_files(uri: str) -> list[tuple[str, dict[str, str]]]:
     """Each Parquet file under ``uri`` as (URI, partition values below ``uri``), from a listing."""
+    uri = concrete(uri)
     files = list_parquet(uri)
     fs, root = filesystem(uri)
     if files == [root]:
@@ -325,24 +333,38 @@ def write_dataset(
     return written
 
 
-def write_bytes(data: bytes, uri: str) -> str:
-    """Write a small file (a manifest, a JSON summary) atomically, like :func:`write_parquet`."""
-    fs, path = filesystem(uri)
-    parent = posixpath.dirname(path) if is_remote(uri) else os.path.dirname(path)
-    fs.makedirs(parent, exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    try:
-        with fs.open(tmp, "wb") as handle:
-            handle.write(data)
-        if is_remote(uri):
-            fs.mv(tmp, path)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        if fs.exists(tmp):
-            fs.rm(tmp)
-        raise
+def write_bytes(data: bytes, uri: str, *, mode: int = 0o644) -> str:
+    """Write a file atomically: readers see the old content or the new, never half.
+
+    A blob becomes visible only when its upload commits, so a remote file is uploaded in one call
+    (adlfs' ``mv`` would be a copy, not a rename). A local file is written under a temporary name
+    in the same folder, synced, then renamed over the target; ``mode`` is set before any byte is
+    written (fsspec's own uncommitted local files live in the system temp folder, so their move
+    may be a copy across file systems, and take the default mode after the move).
+    """
+    if is_remote(uri):
+        fs, path = filesystem(uri)
+        fs.pipe_file(path, data)
+        return uri
+    _replace_local(Path(uri), lambda handle: handle.write(data), mode=mode)
     return uri
+
+
+def _replace_local(path: Path, write: Callable[[Any], Any], *, mode: int = 0o644) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return str(path)
 
 
 def read_bytes(uri: str) -> bytes:

@@ -32,8 +32,14 @@ UNSET = "none"  # an optional input left out (see launch.py)
 REGISTER = "--register"  # the job files' deploy_flag: register in the workspace, do not deploy
 MODEL_OUTPUT = "model_output"
 PREPARE_OUTPUT = "training_prep"
-PREPARE_TABLES: tuple[str, ...] = (catalog.RISK_EVALUATIONS, catalog.ML_OUTCOMES)
-PREPARE_OPTIONAL_TABLES: tuple[str, ...] = (catalog.RISK_SNAPSHOTS, catalog.REVENUE_DAILY)
+# The order of models.prepare's table flags on a command line.
+PREPARE_TABLE_ORDER: tuple[str, ...] = (
+    catalog.RISK_EVALUATIONS, catalog.ML_OUTCOMES, catalog.RISK_SNAPSHOTS, catalog.REVENUE_DAILY
+)
+# models.prepare's command line requires these two flags whatever the model reads; a model that
+# does not read one gets this word in its place, which it never opens.
+PREPARE_REQUIRED_FLAGS: tuple[str, ...] = (catalog.RISK_EVALUATIONS, catalog.ML_OUTCOMES)
+NOT_READ = "not-read-by-this-model"
 JOB_ENVIRONMENT_VARIABLES: dict[str, str] = {
     "SALESRISK_SERVING": "azureml",  # --deploy inside a job deploys to this workspace
     "PYTHONUNBUFFERED": "1",  # the job log shows progress as it happens
@@ -224,12 +230,9 @@ def trainer_command(
 
 
 def prepare_command(
-    risk_evaluations: str | None = None,
-    ml_outcomes: str | None = None,
-    *,
     model_id: str = "win_probability",
-    risk_snapshots: str | None = None,
-    revenue_daily: str | None = None,
+    sources: Mapping[str, str] | None = None,
+    *,
     tenant_id: str | None = None,
     partition_date: str | None = None,
     output: str | None = None,
@@ -237,31 +240,37 @@ def prepare_command(
     compute: str = DEFAULT_COMPUTE,
     code: str | os.PathLike = PROJECT_ROOT,
 ) -> Any:
-    """The command node that runs ``python -m models.prepare``: joins risk evaluations and
-    outcomes into ``outputs.training_prep/prepared.parquet``."""
+    """The command node that runs ``python -m models.prepare --model-id <model_id>`` into
+    ``outputs.training_prep/prepared.parquet``.
+
+    Its data inputs are exactly the tables the model's preparation reads
+    (``catalog.MODELS[model_id].sources``), each mounted on its own: ``sources`` maps them to URIs,
+    and a table left out gets its default datastore path (the job files' placeholder).
+    """
     from azure.ai.ml import command
 
     if model_id not in catalog.MODELS:
         raise ValueError(f"model_id {model_id!r}: expected one of {', '.join(catalog.MODELS)}")
-    inputs: dict[str, Any] = {
-        "risk_evaluations": data_input(risk_evaluations or default_input_path(catalog.RISK_EVALUATIONS)),
-        "ml_outcomes": data_input(ml_outcomes or default_input_path(catalog.ML_OUTCOMES)),
+    tables = catalog.MODELS[model_id].sources
+    unread = sorted(set(sources or {}) - set(tables))
+    if unread:
+        raise ValueError(
+            f"prepare {model_id}: it reads {', '.join(tables)}, not {', '.join(unread)}"
+        )
+    inputs: dict[str, Any] = {}
+    line = [LAUNCH, "models.prepare"]
+    for table in PREPARE_TABLE_ORDER:
+        flag = f"--{table.replace('_', '-')}"
+        if table in tables:
+            inputs[table] = data_input((sources or {}).get(table) or default_input_path(table))
+            line.append(f"{flag} ${{{{inputs.{table}}}}}")
+        elif table in PREPARE_REQUIRED_FLAGS:
+            line.append(f"{flag} {NOT_READ}")
+    inputs.update({
         "model_id": model_id,
         "tenant_id": str(tenant_id or UNSET),
         "partition_date": str(partition_date or UNSET),
-    }
-    line = [
-        LAUNCH,
-        "models.prepare",
-        "--risk-evaluations ${{inputs.risk_evaluations}}",
-        "--ml-outcomes ${{inputs.ml_outcomes}}",
-    ]
-    # A data input has no "none": these are present only when given. Given separately because
-    # each input is mounted on its own, so "beside --risk-evaluations" does not exist on the compute.
-    for table, uri in ((catalog.RISK_SNAPSHOTS, risk_snapshots), (catalog.REVENUE_DAILY, revenue_daily)):
-        if uri:
-            inputs[table] = data_input(uri)
-            line.append(f"--{table.replace('_', '-')} ${{{{inputs.{table}}}}}")
+    })
     line += [
         "--model-id ${{inputs.model_id}}",
         f"--output ${{{{outputs.{PREPARE_OUTPUT}}}}}",

@@ -78,15 +78,17 @@ def payload(sample: pandas.DataFrame) -> dict[str, Any]:
 
 
 def check_response(raw: str, rows: int) -> None:
-    """A smoke response must be JSON with one prediction per sample row."""
+    """A smoke response must be JSON holding predictions: a non-empty list (or ``predictions``).
+
+    Not one per row: a sequence model answers once per entity of the sample (an opportunity's
+    snapshots give one trajectory)."""
     try:
         body = json.loads(raw)
     except (TypeError, ValueError) as error:
         raise DeployError(f"smoke request answered with something that is not JSON: {str(raw)[:200]!r}") from error
     predictions = body.get("predictions", body) if isinstance(body, dict) else body
-    if not isinstance(predictions, list) or len(predictions) != rows:
-        count = len(predictions) if isinstance(predictions, list) else type(predictions).__name__
-        raise DeployError(f"smoke request sent {rows} rows and got {count} predictions back: {str(raw)[:200]!r}")
+    if not isinstance(predictions, list) or not predictions:
+        raise DeployError(f"smoke request sent {rows} rows and got no predictions back: {str(raw)[:200]!r}")
 
 
 class AzureMLBackend:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,6 @@ COMPLETED = "Completed"
 TERMINAL_STATES = frozenset({COMPLETED, "Failed", "Canceled", "NotResponding", "Paused"})
 INTERRUPTED_STATES = frozenset({"Canceled", "NotResponding", "Paused"})
 LOG_TAIL_LINES = 40
-DEFAULT_POLL_SECONDS = 30.0
 
 
 @dataclass
@@ -59,49 +57,36 @@ class AzureJobError(StepFailedError):
 
 
 class AzureJobInterrupted(AzureJobError, TransientComputeError):
-    """Canceled, not responding, paused or not finished in time: another try may succeed."""
+    """Canceled, not responding or paused: another try may succeed."""
 
 
 def submit_and_wait(
     job: Any,
     client: MLClient | None = None,
-    poll_seconds: float = DEFAULT_POLL_SECONDS,
     *,
     logger: logging.Logger | logging.LoggerAdapter | None = None,
-    timeout_seconds: float | None = None,
 ) -> AzureJobResult:
-    """Submit ``job``, log each change of its status, and return when it reaches a terminal state.
+    """Submit ``job`` and follow it with azure-ai-ml's own ``jobs.stream`` (which prints the job's
+    log as it runs and returns when the job is in a terminal state).
 
     Raises :class:`AzureJobError` (with the Studio URL and the last lines of the job's log) unless
     it completed. ``output_uri`` is the job's ``model_output`` (trainers) or ``training_prep``
-    (preparation); ``metrics`` are the trainer's ``metrics.json`` from that output.
+    (preparation) as the service reports it; ``metrics`` are the trainer's ``metrics.json``.
     """
+    from azure.ai.ml.exceptions import JobException
+
     client = azure_client.resolve(client)
     logger = logger or log
     submitted = client.jobs.create_or_update(job)
     name = submitted.name
-    studio_url = _studio_url(submitted)
-    logger.info("Azure ML job %s submitted (%s)", name, studio_url or "no Studio URL")
-    current, status, seen = submitted, submitted.status, None
-    started = time.monotonic()
-    while True:
-        if status != seen:
-            logger.info("Azure ML job %s: %s", name, status)
-            seen = status
-        if status in TERMINAL_STATES:
-            break
-        if timeout_seconds is not None and time.monotonic() - started > timeout_seconds:
-            raise AzureJobInterrupted(
-                f"Azure ML job {name} still {status} after {timeout_seconds:.0f} s; it keeps running. "
-                f"Studio: {studio_url}",
-                job_name=name,
-                status=str(status),
-                studio_url=studio_url,
-            )
-        time.sleep(poll_seconds)
-        current = client.jobs.get(name)
-        status = current.status
-        studio_url = _studio_url(current) or studio_url
+    logger.info("Azure ML job %s submitted (%s): %s", name, _studio_url(submitted) or "no Studio URL", submitted.status)
+    try:
+        client.jobs.stream(name)
+    except JobException as error:  # stream raises on Failed; the status below says which end it was
+        logger.info("Azure ML job %s: %s", name, str(error).strip()[:500])
+    current = client.jobs.get(name)
+    status, studio_url = current.status, _studio_url(current) or _studio_url(submitted)
+    logger.info("Azure ML job %s: %s", name, status)
     if status != COMPLETED:
         tail = log_tail(client, name, pipeline=_is_pipeline(current))
         error = AzureJobInterrupted if status in INTERRUPTED_STATES else AzureJobError
@@ -128,9 +113,7 @@ def submit_training(
     experiment_name: str,
     client: MLClient | None = None,
     *,
-    poll_seconds: float = DEFAULT_POLL_SECONDS,
     logger: logging.Logger | logging.LoggerAdapter | None = None,
-    timeout_seconds: float | None = None,
 ) -> AzureJobResult:
     """Run ``python -m models.<model_id>`` as an Azure ML command job on ``AZURE_ML_COMPUTE``.
 
@@ -148,9 +131,7 @@ def submit_training(
         experiment_name=experiment_name,
         compute=get_settings().azure_ml_compute,
     )
-    return submit_and_wait(
-        job, client, poll_seconds, logger=logger, timeout_seconds=timeout_seconds
-    )
+    return submit_and_wait(job, client, logger=logger)
 
 
 def submit_prepare(
@@ -162,38 +143,33 @@ def submit_prepare(
     partition_date: str | None = None,
     experiment_name: str = "prepare-training",
     client: MLClient | None = None,
-    poll_seconds: float = DEFAULT_POLL_SECONDS,
     logger: logging.Logger | logging.LoggerAdapter | None = None,
-    timeout_seconds: float | None = None,
 ) -> AzureJobResult:
     """Run ``python -m models.prepare`` as an Azure ML command job.
 
-    ``sources`` maps lake tables to URIs: ``risk_evaluations`` and ``ml_outcomes`` are required,
-    ``risk_snapshots`` and ``revenue_daily`` optional (pass them when the model needs them: on
-    Azure ML each input is mounted on its own, so "beside risk_evaluations" is not there). The result's ``output_uri`` is the folder holding
-    ``prepared.parquet``.
+    ``sources`` maps exactly the tables the model's preparation reads
+    (``catalog.MODELS[model_id].sources``) to URIs; each is mounted on its own. The result's
+    ``output_uri`` is the folder holding ``prepared.parquet``.
     """
-    missing = [table for table in components.PREPARE_TABLES if not sources.get(table)]
-    if missing:
+    expected = catalog.MODELS[model_id].sources
+    missing = [table for table in expected if not sources.get(table)]
+    unread = sorted(set(sources) - set(expected))
+    if missing or unread:
         raise ValueError(
-            f"submit_prepare: sources has no {', '.join(missing)}; expected URIs for "
-            f"{', '.join(components.PREPARE_TABLES)} (optional: {', '.join(components.PREPARE_OPTIONAL_TABLES)})"
+            f"submit_prepare {model_id}: expected URIs for exactly {', '.join(expected)}"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + (f"; not read by this model: {', '.join(unread)}" if unread else "")
         )
     job = components.prepare_command(
-        sources[catalog.RISK_EVALUATIONS],
-        sources[catalog.ML_OUTCOMES],
-        model_id=model_id,
-        risk_snapshots=sources.get(catalog.RISK_SNAPSHOTS),
-        revenue_daily=sources.get(catalog.REVENUE_DAILY),
+        model_id,
+        {table: sources[table] for table in expected},
         tenant_id=tenant_id,
         partition_date=partition_date,
         output=output,
         experiment_name=experiment_name,
         compute=get_settings().azure_ml_compute,
     )
-    return submit_and_wait(
-        job, client, poll_seconds, logger=logger, timeout_seconds=timeout_seconds
-    )
+    return submit_and_wait(job, client, logger=logger)
 
 
 def submit_pipeline(
@@ -203,9 +179,7 @@ def submit_pipeline(
     experiment_name: str,
     client: MLClient | None = None,
     *,
-    poll_seconds: float = DEFAULT_POLL_SECONDS,
     logger: logging.Logger | logging.LoggerAdapter | None = None,
-    timeout_seconds: float | None = None,
 ) -> AzureJobResult:
     """Run the runbook's pipeline "prepare then train ``model_id``" (risk scoring or win
     probability) as one Azure ML pipeline job; the result is the training step's."""
@@ -219,9 +193,7 @@ def submit_pipeline(
         experiment_name=experiment_name,
         compute=get_settings().azure_ml_compute,
     )
-    return submit_and_wait(
-        job, client, poll_seconds, logger=logger, timeout_seconds=timeout_seconds
-    )
+    return submit_and_wait(job, client, logger=logger)
 
 
 def read_metrics(client: MLClient, job_name: str) -> dict[str, float]:

@@ -3,8 +3,10 @@
 A deploy copies the registered version out of the MLflow registry into ``<home>/endpoints/models``
 (so the server never needs the registry), puts it on the idle colour at 0% traffic, smoke-tests it
 and only then moves the traffic. The smoke test goes over HTTP to the idle colour when this
-machine's server is serving this state file, exactly as a client would reach it; otherwise it loads
-the model in this process and predicts the sample. A failed smoke test puts the idle colour back as
+machine's server is serving this state file, exactly as a client would reach it; when nothing
+listens on the server's port it loads the model in this process and predicts the sample (and says
+so). A server that is there but slow to answer is waited for; if it still does not answer, the
+deploy fails with that reason rather than smoke-testing something else. A failed smoke test puts the idle colour back as
 it was, so a later rollback still finds the previous version there.
 """
 
@@ -32,6 +34,8 @@ log = logging.getLogger("salesrisk.deploy")
 
 APPLY_TIMEOUT = 120.0  # seconds the server may take to load a new version (NeuralProphet, torch)
 SMOKE_TIMEOUT = 60.0
+HEALTH_TIMEOUT = 60.0  # seconds a server that accepts connections may take to answer /health
+HEALTH_ATTEMPT_SECONDS = 5.0
 
 
 class LocalBackend:
@@ -174,12 +178,34 @@ class LocalBackend:
             raise DeployError(f"smoke request to {key}/{colour} returned no rows")
 
     def _server_url(self) -> str | None:
-        """This machine's endpoint server, if one is running on this state file."""
+        """This machine's endpoint server, if one is running on this state file; ``None`` when
+        nothing listens on its port or it serves another state file (both logged).
+
+        Raises :class:`DeployError` when something listens but does not answer ``/health`` within
+        :data:`HEALTH_TIMEOUT`, or answers with something that is not the server's health."""
         url = f"http://{self.settings.serve_host}:{self.settings.serve_port}"
-        try:
-            health = httpx.get(f"{url}/health", timeout=1.0).json()
-        except (httpx.HTTPError, ValueError):
-            return None
+        deadline = time.monotonic() + HEALTH_TIMEOUT
+        while True:
+            try:
+                response = httpx.get(f"{url}/health", timeout=HEALTH_ATTEMPT_SECONDS)
+                response.raise_for_status()
+                health = response.json()
+                break
+            except httpx.ConnectError:
+                log.info("no endpoint server listens at %s; smoke-testing in this process", url)
+                return None
+            except httpx.TimeoutException as error:
+                if time.monotonic() >= deadline:
+                    raise DeployError(
+                        f"the endpoint server at {url} accepts connections but did not answer /health "
+                        f"within {HEALTH_TIMEOUT:.0f} s ({type(error).__name__}); the deploy cannot be smoke-tested"
+                    ) from error
+                log.warning("the endpoint server at %s is slow to answer /health; waiting", url)
+            except (httpx.HTTPError, ValueError) as error:
+                raise DeployError(
+                    f"{url}/health did not answer as the endpoint server does ({error}); "
+                    "stop what listens there or set SALESRISK_SERVE_PORT"
+                ) from error
         if health.get("state_id") != st.state_id(self.state_path):
             log.warning("the server at %s serves another state file; smoke-testing in process", url)
             return None
@@ -187,7 +213,13 @@ class LocalBackend:
 
     def _wait_applied(self, revision: int, *, required: bool = False) -> None:
         """Wait until a running server has applied ``revision`` (no-op without a server)."""
-        url = self._server_url()
+        try:
+            url = self._server_url()
+        except DeployError as error:
+            if required:
+                raise
+            log.warning("%s; it will pick the change up when it answers again", error)
+            return
         if url is None:
             return
         deadline = time.monotonic() + APPLY_TIMEOUT

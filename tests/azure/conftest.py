@@ -115,11 +115,58 @@ def lake_container(azurite_env: Azurite) -> str:
 
 @pytest.fixture()
 def workspace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """The MLClient double, installed as what ``get_ml_client()`` returns."""
-    from deployments.azureml import client as azure_client
+    """The scripted MLClient double, installed as what ``get_ml_client()`` returns."""
+    from salesrisk import workspace as ml_workspace
     from tests.azure.workspace_double import WorkspaceDouble
 
     double = WorkspaceDouble()
-    monkeypatch.setattr(azure_client, "get_ml_client", lambda: double.client)
+    monkeypatch.setattr(ml_workspace, "get_ml_client", lambda: double.client)
     monkeypatch.setenv("SALESRISK_ENDPOINT_MAP", str(tmp_path / "config" / "endpoints.yaml"))
     return double
+
+
+@pytest.fixture()
+def executing_workspace(azurite_env: Azurite, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """An Azure ML workspace that runs the jobs it is given (see executing_workspace.py), its
+    datastore a fresh Azurite container and its MLflow the test's store (MLFLOW_TRACKING_URI as
+    set when this fixture runs), installed as what ``get_ml_client()`` returns."""
+    from salesrisk import workspace as ml_workspace
+    from tests.azure.executing_workspace import ExecutingWorkspace
+
+    container = new_container(azurite_env).removeprefix("abfs://").split("@", 1)[0]
+    double = ExecutingWorkspace(tmp_path / "workspace", container, os.environ["MLFLOW_TRACKING_URI"])
+    monkeypatch.setattr(ml_workspace, "get_ml_client", lambda: double.client)
+    return double
+
+
+@pytest.fixture(scope="session")
+def lake_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic lake, generated once per session (the flow tests' size)."""
+    from datetime import date
+
+    from models import synthetic
+
+    root = tmp_path_factory.mktemp("azure-lake-template") / "lake"
+    synthetic.generate(str(root), n_opportunities=1500, tenants=2, start=date(2024, 1, 1), end=date(2025, 6, 30), seed=7)
+    return root
+
+
+def upload_folder(local: Path, uri: str) -> str:
+    """Copy a local folder to ``uri`` (abfs://) file by file; returns ``uri``."""
+    from salesrisk import storage
+
+    for file in sorted(p for p in local.rglob("*") if p.is_file()):
+        storage.write_bytes(file.read_bytes(), storage.join(uri, file.relative_to(local).as_posix()))
+    return uri
+
+
+@pytest.fixture()
+def azure_project(azurite_env: Azurite, lake_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """One test's own project state, its lake in an Azurite container; returns the lake URI."""
+    monkeypatch.setenv("SALESRISK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SALESRISK_ENDPOINT_MAP", str(tmp_path / "config" / "endpoints.yaml"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    lake = upload_folder(lake_template, new_container(azurite_env) + "/lake")
+    monkeypatch.setenv("SALESRISK_LAKE", lake)
+    return lake

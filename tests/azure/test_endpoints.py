@@ -162,9 +162,10 @@ def test_the_serving_interface_routes_to_azure(workspace, mlflow_model, monkeypa
     assert endpoints.rollback(KEY, reason="test").version == "1"
 
 
-def test_smoke_response_must_carry_one_prediction_per_row() -> None:
+def test_smoke_response_must_carry_predictions() -> None:
     check_response('{"predictions": [1, 0]}', 2)
     check_response("[0.1, 0.2]", 2)
-    for bad in ("[0.1]", "<html>502</html>", '{"error": "x"}'):
+    check_response('[{"risk_30": 0.1, "risk_60": 0.2, "risk_90": 0.3}]', 5)  # one trajectory per opportunity
+    for bad in ("[]", '{"predictions": []}', "<html>502</html>", '{"error": "x"}'):
         with pytest.raises(endpoints.DeployError):
             check_response(bad, 2)

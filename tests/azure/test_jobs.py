@@ -30,7 +30,7 @@ def test_training_job_is_followed_to_completion(workspace, caplog, monkeypatch) 
 
     result = jobs.submit_training(
         "anomaly", f"{LAKE}/ml_training/anomaly", None, {"param_contamination": 0.05, "features": "auto"},
-        "anomaly-detection", poll_seconds=0,
+        "anomaly-detection",
     )
 
     assert result.job_name == "salesrisk_job_1"
@@ -38,8 +38,8 @@ def test_training_job_is_followed_to_completion(workspace, caplog, monkeypatch) 
     assert result.studio_url == STUDIO.format(name=result.job_name)
     assert result.metrics == {"F1": 0.81}
     assert result.output_uri == "azureml://datastores/workspaceblobstore/paths/azureml/job/model_output/"
-    assert _statuses(caplog, result.job_name) == ["Queued", "Running", "Completed"]  # each change once
-    assert workspace.client.jobs.get.call_count == 4
+    assert _statuses(caplog, result.job_name)[-1] == "Completed"
+    workspace.client.jobs.stream.assert_called_once_with(result.job_name)  # the SDK follows the job
 
     node = workspace.submitted[0]
     assert node.compute == "cpu-small"
@@ -58,7 +58,7 @@ def test_failed_job_raises_with_studio_url_and_log_tail(workspace) -> None:
     workspace.scripts.append(JobScript(["Queued", "Running", "Failed"], log=log))
 
     with pytest.raises(jobs.AzureJobError) as raised:
-        jobs.submit_training("win_probability", f"{LAKE}/x.parquet", None, {}, "win", poll_seconds=0)
+        jobs.submit_training("win_probability", f"{LAKE}/x.parquet", None, {}, "win")
 
     error = raised.value
     assert isinstance(error, StepFailedError) and not isinstance(error, TransientComputeError)
@@ -74,14 +74,8 @@ def test_failed_job_raises_with_studio_url_and_log_tail(workspace) -> None:
 def test_canceled_job_is_transient(workspace) -> None:
     workspace.scripts.append(JobScript(["Running", "Canceled"], log="killed"))
     with pytest.raises(jobs.AzureJobInterrupted) as raised:
-        jobs.submit_training("anomaly", f"{LAKE}/a", None, {}, "a", poll_seconds=0)
+        jobs.submit_training("anomaly", f"{LAKE}/a", None, {}, "a")
     assert isinstance(raised.value, TransientComputeError)
-
-
-def test_timeout_leaves_the_job_running_and_says_where(workspace) -> None:
-    workspace.scripts.append(JobScript(["Running"] * 5))
-    with pytest.raises(jobs.AzureJobInterrupted, match="still Running"):
-        jobs.submit_training("anomaly", f"{LAKE}/a", None, {}, "a", poll_seconds=0.01, timeout_seconds=0.0)
 
 
 def test_prepare_job_returns_the_folder_of_prepared_parquet(workspace) -> None:
@@ -92,7 +86,6 @@ def test_prepare_job_returns_the_folder_of_prepared_parquet(workspace) -> None:
         tenant_id="t1",
         partition_date="2025-06-30",
         experiment_name="prepare-training",
-        poll_seconds=0,
     )
     assert result.output_uri == f"azureml://jobs/{result.job_name}/outputs/training_prep/paths/"
     assert result.metrics == {}
@@ -108,7 +101,13 @@ def test_prepare_job_returns_the_folder_of_prepared_parquet(workspace) -> None:
 
 def test_prepare_names_a_missing_source(workspace) -> None:
     with pytest.raises(ValueError, match="ml_outcomes"):
-        jobs.submit_prepare("win_probability", {"risk_evaluations": f"{LAKE}/r"}, poll_seconds=0)
+        jobs.submit_prepare("win_probability", {"risk_evaluations": f"{LAKE}/r"})
+    workspace.client.jobs.create_or_update.assert_not_called()
+
+
+def test_prepare_takes_exactly_the_model_sources(workspace) -> None:
+    with pytest.raises(ValueError, match="not read by this model: ml_outcomes"):
+        jobs.submit_prepare("anomaly", {"risk_evaluations": f"{LAKE}/r", "ml_outcomes": f"{LAKE}/o"})
     workspace.client.jobs.create_or_update.assert_not_called()
 
 
@@ -121,7 +120,7 @@ def test_failed_pipeline_reports_the_failed_step_log(workspace) -> None:
     with pytest.raises(jobs.AzureJobError) as raised:
         jobs.submit_pipeline(
             "risk_scoring", {"risk_evaluations": f"{LAKE}/r", "ml_outcomes": f"{LAKE}/o"}, {"industry_id": "retail"},
-            "risk-scoring", poll_seconds=0,
+            "risk-scoring",
         )
     assert "[step train_1]" in str(raised.value) and "KeyError: 'target_risk'" in str(raised.value)
     pipeline = workspace.submitted[0]
@@ -132,7 +131,7 @@ def test_failed_pipeline_reports_the_failed_step_log(workspace) -> None:
 def test_completed_pipeline_returns_training_metrics(workspace) -> None:
     workspace.scripts.append(JobScript(["Running", "Completed"], metrics={"RMSE": 0.12, "MAE": 0.09, "R2": 0.7}))
     result = jobs.submit_pipeline(
-        "risk_scoring", {"risk_evaluations": f"{LAKE}/r", "ml_outcomes": f"{LAKE}/o"}, {}, "risk", poll_seconds=0
+        "risk_scoring", {"risk_evaluations": f"{LAKE}/r", "ml_outcomes": f"{LAKE}/o"}, {}, "risk"
     )
     assert result.metrics == {"RMSE": 0.12, "MAE": 0.09, "R2": 0.7}
     assert result.output_uri.endswith("/outputs/model_output/paths/")

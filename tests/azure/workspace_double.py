@@ -64,6 +64,7 @@ class WorkspaceDouble:
         self._jobs: dict[str, tuple[JobScript, list[str], str]] = {}
         self.client.jobs.create_or_update.side_effect = self._create_job
         self.client.jobs.get.side_effect = self._get_job
+        self.client.jobs.stream.side_effect = self._stream
         self.client.jobs.download.side_effect = self._download
         self.client.jobs.list.side_effect = self._list_jobs
         # models
@@ -109,6 +110,18 @@ class WorkspaceDouble:
         script, states, submitted = self._jobs[name]
         status = states.pop(0) if len(states) > 1 else states[0]
         return self._entity(submitted, name, status, script)
+
+    def _stream(self, name: str) -> None:
+        """Like the SDK's: returns when the job is in a terminal state, raises when it failed."""
+        from azure.ai.ml.exceptions import ErrorCategory, ErrorTarget, JobException
+
+        script, states, _job = self._jobs[name]
+        terminal = ("Completed", "Failed", "Canceled", "NotResponding", "Paused")
+        while len(states) > 1 and states[0] not in terminal:
+            states.pop(0)
+        if states[0] == "Failed":
+            raise JobException(message="Exception : job failed", target=ErrorTarget.JOB,
+                               no_personal_data_message="failed", error_category=ErrorCategory.SYSTEM_ERROR)
 
     def _download(self, name: str, *, download_path: Any = ".", output_name: str | None = None, all: bool = False) -> None:
         script = self._script_of(name)
