@@ -70,35 +70,25 @@ class TrainerJob:
         return self.default_model_name or catalog.MODELS[self.model_id].registered_name
 
 
-TRAINER_JOBS: dict[str, TrainerJob] = {
-    job.model_id: job
-    for job in (
-        # risk-scoring-global, or risk-scoring-{industry}: the trainer names it when model_name is unset
-        TrainerJob(
-            "risk_scoring",
-            "azml-job-risk-scoring.yaml",
-            f"{catalog.ML_TRAINING}/risk_scoring",
-            (Param("industry_id", "--industry-id", UNSET),),
-            default_model_name=UNSET,
-        ),
-        TrainerJob(
-            "risk_trajectory",
-            "azml-job-lstm-trajectory.yaml",
-            catalog.RISK_SNAPSHOTS,
-            (Param("sequence_length", "--sequence-length", 30),),
-        ),
-        TrainerJob("win_probability", "azml-job-win-probability.yaml", f"{catalog.ML_TRAINING}/win_probability"),
-        TrainerJob("revenue_forecast", "azml-job-prophet.yaml", f"{catalog.ML_TRAINING}/revenue_forecasting"),
-        TrainerJob(
-            "anomaly",
-            "azml-job-anomaly.yaml",
-            f"{catalog.ML_TRAINING}/anomaly",
-            (
-                Param("param_contamination", "--param-contamination", 0.1),
-                Param("param_n_estimators", "--param-n-estimators", 100),
-            ),
-        ),
+def trainer_job(spec: catalog.ModelSpec) -> TrainerJob:
+    """A model's job file facts, from its spec: each flow parameter becomes a job input whose
+    default is the spec's job default, else the flow default, else unset. A model with per-industry
+    names leaves model_name unset so the trainer names it (risk-scoring-global or -{industry})."""
+    params = []
+    for parameter in spec.flow_parameters:
+        default = parameter.job_default if parameter.job_default is not None else parameter.default
+        params.append(Param(parameter.name, "--" + parameter.name.replace("_", "-"), UNSET if default is None else default))
+    return TrainerJob(
+        spec.model_id,
+        spec.azure_job_file,
+        spec.azure_training_folder,
+        tuple(params),
+        default_model_name=UNSET if spec.industry_name else None,
     )
+
+
+TRAINER_JOBS: dict[str, TrainerJob] = {
+    model_id: trainer_job(spec) for model_id, spec in catalog.MODELS.items() if spec.azure_job_file
 }
 
 
@@ -178,9 +168,9 @@ def trainer_command(
     """
     from azure.ai.ml import command
 
-    if model_id not in TRAINER_JOBS:
-        raise ValueError(f"model_id {model_id!r}: expected one of {', '.join(TRAINER_JOBS)}")
-    spec = TRAINER_JOBS[model_id]
+    if model_id not in catalog.MODELS:
+        raise ValueError(f"model_id {model_id!r}: expected one of {', '.join(catalog.MODELS)}")
+    spec = TRAINER_JOBS.get(model_id) or trainer_job(catalog.MODELS[model_id])
     params = {key.replace("-", "_"): value for key, value in (params or {}).items()}
     model_name = params.pop("model_name", None) or spec.model_name
     flag = deploy_flag(params, default_deploy_flag)
