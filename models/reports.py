@@ -26,7 +26,6 @@ from datetime import timedelta
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -534,47 +533,3 @@ def log_report_to_run(run_id: str, model_id: str, model_dir: Path, training_data
         return log_training_report(model_id, model_dir, training_data, args)
     with mlflow.start_run(run_id=run_id):
         return log_training_report(model_id, model_dir, training_data, args)
-
-
-# --- links ------------------------------------------------------------------------------------
-
-
-def ui_base(tracking_uri: str) -> str:
-    """Where the MLflow UI's links start: the server for http(s) tracking, else '' (links relative
-    to the page that ``mlflow ui --backend-store-uri <uri>`` serves)."""
-    if tracking_uri.startswith(("http://", "https://")):
-        return tracking_uri.rstrip("/") + "/"
-    return ""
-
-
-def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    return f"{ui_base(tracking_uri)}#/experiments/{experiment_id}/runs/{run_id}"
-
-
-def model_version_link(tracking_uri: str, name: str, version: str) -> str:
-    return f"{ui_base(tracking_uri)}#/models/{quote(name)}/versions/{version}"
-
-
-def mlflow_link_lines(run_id: str | None, model_name: str, version: str | None) -> list[str]:
-    """Markdown lines linking an MLflow run (and naming its report plots) and a model version; for
-    a local store the links are relative to the page ``mlflow ui --backend-store-uri <uri>`` serves.
-    Never raises: links are a convenience next to the metrics they accompany."""
-    from salesrisk import registry
-
-    lines = []
-    try:
-        uri = registry.configure()
-        client = registry.client()
-        if run_id:
-            run = client.get_run(run_id)
-            lines.append(f"- MLflow run: [{run_id}]({run_link(uri, run.info.experiment_id, run_id)})")
-            plots = [a.path for a in client.list_artifacts(run_id, REPORT_PATH) if a.path.endswith(".png")]
-            if plots:
-                lines.append(f"- report plots on the run: {', '.join(f'`{p}`' for p in plots)}")
-        if version:
-            lines.append(f"- model version: [{model_name} v{version}]({model_version_link(uri, model_name, version)})")
-        if uri.startswith(("sqlite:", "file:")) or "://" not in uri:
-            lines.append(f"- open with `mlflow ui --backend-store-uri {uri}` and append the link to its address")
-    except Exception as error:  # noqa: BLE001
-        lines.append(f"- MLflow run `{run_id}`; links unavailable: {type(error).__name__}: {error}")
-    return lines

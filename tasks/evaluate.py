@@ -14,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from deployments import endpoints
 from models import gate
 from salesrisk import registry, storage
+from tasks.artifacts import decision_markdown
 from tasks.refs import TrainedModel
 
 
@@ -50,21 +51,6 @@ def judged(metrics: dict[str, float] | None) -> dict[str, float] | None:
     if metrics is None:
         return None
     return {name: value for name, value in metrics.items() if name in gate.HIGHER_IS_BETTER | gate.LOWER_IS_BETTER}
-
-
-def decision_markdown(trained: TrainedModel, decision: gate.GateDecision) -> str:
-    names = sorted(set(decision.candidate) | set(decision.champion or {}))
-    rows = "\n".join(
-        f"| {name} | {decision.candidate.get(name, float('nan')):.4f} | "
-        f"{(decision.champion or {}).get(name, float('nan')):.4f} |"
-        for name in names
-    )
-    verdict = "promote" if decision.promote else "keep the champion"
-    return (
-        f"# {trained.model_name}: {verdict}\n\n{decision.reason}\n\n"
-        f"| metric | candidate | champion |\n|---|---|---|\n{rows}\n\n"
-        f"MLflow run: `{trained.run_id}`; training data `{trained.training_data.uri}`\n"
-    )
 
 
 def gate_candidate(trained: TrainedModel, endpoint_key: str, force: bool = False) -> gate.GateDecision:
