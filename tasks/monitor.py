@@ -24,6 +24,7 @@ from models.monitoring import EndpointCheck
 from salesrisk import catalog, registry
 from salesrisk.settings import get_settings
 from tasks import artifacts
+from tasks.promote import record_serving
 
 # model id -> the flow whose ``<flow>/default`` deployment (prefect.yaml) retrains it
 RETRAIN_FLOWS: dict[str, str] = {
@@ -95,6 +96,7 @@ def rollback(check: EndpointCheck) -> str:
         result = endpoints.rollback(check.endpoint_key, None, reason[:500])
     except endpoints.DeployError as error:
         return f"rollback refused: {error}"
+    record_serving(result, "rollback", reason[:500])  # champion alias and promotion ledger follow
     return f"rolled back to {result.model_name} v{result.version} (was v{result.previous_version})"
 
 

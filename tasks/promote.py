@@ -82,8 +82,10 @@ def register_or_find(trained: TrainedModel, tags: dict[str, Any]) -> tuple[str, 
             created = True
         else:
             version, creator = found
-            # The first decision stays on the version; this run's is in its gate artifact.
-            registry.add_missing_version_tags(trained.model_name, version, tags)
+            # The version carries the decision it was created with, for good; this run's decision
+            # is in its gate artifact (and in the ledger, if it moves the champion).
+            undecided = {k: v for k, v in tags.items() if not k.startswith("gate")}
+            registry.add_missing_version_tags(trained.model_name, version, undecided)
             created = creator is not None and creator == this_flow_run()
             logger.info("%s: run already registered as version %s%s", trained.model_name, version,
                         " by an earlier attempt of this flow run" if created else "")
