@@ -72,9 +72,9 @@ def bench(model_id: str, data: pl.DataFrame, workdir: Path, repeats: int) -> dic
     assert code == 0, f"{model_id} exited {code}"
     args = module.build_parser().parse_args(["--training-data", str(path), "--output", str(output)])
     predictor = mlflow.pyfunc.load_model(str(output / "model"))
-    rows = reports.held_out(model_id, data, args)
-    if model_id not in ("risk_trajectory", "revenue_forecast"):
-        rows = reports._capped(rows, reports.MAX_ROWS, args.seed)
+    rows = reports.report_rows(model_id, data, args)
+    if model_id == "risk_trajectory":  # the report scores nothing; the baseline is a predict on the held-out rows
+        rows = reports.held_out(model_id, data, args)
     frame = rows.drop("y").to_pandas() if model_id == "revenue_forecast" else tabular.pandas_input(rows, predictor)
     if model_id == "risk_trajectory":
         frame = rows.to_pandas()
