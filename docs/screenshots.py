@@ -126,6 +126,14 @@ def shoot(url: str, path: Path, budget_ms: int = 25_000, window: str = WINDOW) -
     return path
 
 
+def blank(path: Path) -> bool:
+    """Whether the screenshot is one colour only (nothing rendered)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return all(low == high for low, high in image.convert("RGB").getextrema())
+
+
 def post(api: str, path: str, body: dict) -> list[dict]:
     answer = httpx.post(f"{api}{path}", json=body, timeout=30)
     answer.raise_for_status()
@@ -199,7 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             stack.enter_context(server([sys.executable, "-m", "deployments.serve", "--port", str(serve_port)],
                                        env, f"{serve}/health", WORK / "endpoint-server.log"))
-            shoot(f"{serve}/docs", args.out / "endpoint-docs.png", budget_ms=10_000)
+            docs = shoot(f"{serve}/docs", args.out / "endpoint-docs.png", budget_ms=10_000)
+            if blank(docs):  # e.g. Swagger UI's assets could not load
+                docs.unlink()
+                failed.append("endpoint-docs.png: /docs rendered a blank page")
         except (RuntimeError, subprocess.CalledProcessError) as error:
             failed.append(f"endpoint-docs.png: {error}")
     for line in failed:
