@@ -25,6 +25,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.code.test_tree_untouched import snapshot
+
 pytestmark = pytest.mark.slow
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -165,6 +167,7 @@ def recorded_tasks(api: str, flow_run: str, names: tuple[str, ...], timeout: flo
 def test_deploy_run_schedule_and_no_secret_leaks(server_env: dict[str, str]) -> None:
     root = Path(server_env["SALESRISK_HOME"]).parent
     started = time.time()
+    checkout_before = snapshot(PROJECT)  # the worker runs flows from the checkout
     prefect(server_env, "work-pool", "create", POOL, "--type", "process")
     prefect(server_env, "deploy", "--all")
     out = prefect(server_env, "deployment", "run", "retrain-all/weekly")
@@ -195,6 +198,8 @@ def test_deploy_run_schedule_and_no_secret_leaks(server_env: dict[str, str]) -> 
     # parameters; MLflow DB and its mlartifacts/ beside it; lake with inference logs; endpoint
     # state and map; server and command output).
     written = files_written(root, started)
+    # ... and nothing in the checkout's own state: a local store's artifacts go beside its file.
+    assert snapshot(PROJECT) == checkout_before, "the run wrote into the checkout's lake/mlflow.db/mlartifacts/..."
     assert len(files_holding(written, flow_run_id)) >= 1, "the scan must see inside Prefect's database"
     assert files_holding(written, "win-probability-model"), "the scan must see the registered models"
     for name in SECRET_SETTINGS:
