@@ -227,14 +227,23 @@ def promote(
     metrics: dict[str, float] | None = None,
     flow_run: str | None = None,
 ) -> LedgerEntry | None:
-    """Make ``version`` the champion and record the change in the ledger; None when it already was
-    (a redeploy of the serving version changes nothing)."""
+    """Record the change in the ledger, then make ``version`` the champion; None when it already
+    was (a redeploy of the serving version changes nothing).
+
+    Safe to retry after a failure half-way: an entry for this very move that is already the
+    ledger's last one is not appended again."""
     before = alias_version(name, CHAMPION)
     if before == str(version):
         return None
+    entries = ledger(name)
+    last = entries[-1] if entries else None
+    if last is not None and (last.from_version, last.to_version) == (before, str(version)):
+        entry = last  # written by an attempt whose alias update failed
+    else:
+        entry = append_ledger(name, version, from_version=before, action=action, reason=reason,
+                              metrics=metrics, flow_run=flow_run)
     set_alias(name, CHAMPION, version)
-    return append_ledger(name, version, from_version=before, action=action, reason=reason,
-                         metrics=metrics, flow_run=flow_run)
+    return entry
 
 
 def version_tag(name: str, version: str, key: str) -> str | None:

@@ -136,14 +136,15 @@ def record_serving(result: endpoints.DeployResult, action: str, reason: str | No
             metrics = registry.version_metrics(result.model_name, result.version)
         entry = with_retries(registry.promote, result.model_name, result.version, action=action,
                              reason=reason, metrics=metrics, flow_run=this_flow_run())
-    except Exception as error:  # noqa: BLE001 - see the docstring
-        logger.error("%s v%s serves %s but the registry's champion alias and ledger were not updated: %s: %s",
-                     result.model_name, result.version, result.endpoint_key, type(error).__name__, error)
-        return None
-    if entry is not None:
-        from tasks.artifacts import publish_ledger
+        if entry is not None:
+            from tasks.artifacts import publish_ledger
 
-        publish_ledger(result.model_name)
+            publish_ledger(result.model_name)
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        logger.error("%s v%s serves %s but the registry's champion alias, ledger or ledger artifact was not "
+                     "updated: %s: %s", result.model_name, result.version, result.endpoint_key,
+                     type(error).__name__, error)
+        return None
     return entry
 
 
