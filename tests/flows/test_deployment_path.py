@@ -73,7 +73,7 @@ def server_env(tmp_path: Path, small_lake_template: Path) -> Iterator[dict[str, 
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
     )
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # a fresh database migrates first: minutes on a loaded machine
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
@@ -83,7 +83,7 @@ def server_env(tmp_path: Path, small_lake_template: Path) -> Iterator[dict[str, 
             assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
             time.sleep(1)
         else:
-            pytest.fail("prefect server did not become healthy in 120 s")
+            pytest.fail("prefect server did not become healthy in 300 s")
         yield env
     finally:
         server.terminate()
