@@ -32,7 +32,7 @@ PIPELINE = ("fetch", "prepare", "train", "evaluate", "register", "deploy")
 # Run with the state's PREFECT_HOME after the flows ended: starts an API (no services) on it and
 # reads what the UI would read.
 RECORDED = r"""
-import asyncio, json
+import asyncio, json, re
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowFilter, FlowFilterName
 from prefect.client.schemas.sorting import FlowRunSort
@@ -46,7 +46,7 @@ async def main():
             runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [c.id for c in children]}))
             states, seconds = {}, {}
             for r in runs:
-                key = r.name.split(" ")[0]
+                key = re.sub(r"-[0-9a-f]{3}$", "", r.name.split(" ")[0])  # bootstrap-lake-85f -> bootstrap-lake
                 states.setdefault(key, []).append(r.state.name if r.state else "none")
                 seconds[key] = seconds.get(key, 0.0) + r.total_run_time.total_seconds()
             out.append({"children": len(children), "states": states, "seconds": seconds})
