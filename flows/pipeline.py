@@ -13,6 +13,7 @@ from prefect.transactions import transaction
 from deployments import endpoints
 from salesrisk import catalog, storage
 from salesrisk.settings import get_settings
+from tasks.artifacts import metrics_markdown
 from tasks.evaluate import evaluate, held_out_rows
 from tasks.fetch import fetch
 from tasks.lake import bootstrap_lake
@@ -78,22 +79,6 @@ async def training_input(model_id: str, options: PipelineOptions) -> DataRef:
     if options.training_data:
         return await fetch(options.training_data)
     return await prepared_input(model_id, options)
-
-
-def metrics_markdown(trained: TrainedModel, summary: ModelSummary) -> str:
-    from models import reports
-
-    rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in sorted(trained.metrics.items()))
-    if trained.compute == "local":  # links to the MLflow run (with its report plots) and model version
-        links = "\n".join(reports.mlflow_link_lines(trained.run_id, summary.registered_name, summary.version))
-    else:  # an Azure ML run id is the job's name; its Studio page holds the run
-        links = f"- MLflow run `{trained.run_id}`"
-    return (
-        f"# {summary.registered_name} v{summary.version or '-'}\n\n"
-        f"| metric | value |\n|---|---|\n{rows}\n\n"
-        f"- gate (champion/challenger): {summary.decision}\n- endpoint `{summary.endpoint_key}`: {summary.scoring_url or 'not deployed'}\n"
-        f"{links}\n"
-    )
 
 
 async def run_model_pipeline(model_id: str, options: PipelineOptions) -> ModelSummary:

@@ -22,6 +22,7 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from flows.model_flow import flow_for
 from salesrisk import catalog
 from salesrisk.settings import get_settings
+from tasks.artifacts import format_table, summary_rows
 from tasks.lake import bootstrap_lake
 from tasks.tracking import initialise_tracking
 from tasks.refs import ModelSummary
@@ -31,27 +32,6 @@ def longest_first(models: list[str]) -> list[str]:
     """Highest ``start_rank`` first (the catalog's order on a tie)."""
     order = list(catalog.MODELS)
     return sorted(dict.fromkeys(models), key=lambda m: (-catalog.MODELS[m].start_rank, order.index(m)))
-
-
-def summary_rows(results: dict[str, ModelSummary | BaseException]) -> list[dict[str, Any]]:
-    rows = []
-    for model_id, result in results.items():
-        if isinstance(result, BaseException):
-            rows.append({"model": model_id, "version": "-", "metrics": f"FAILED: {result}"[:200],
-                         "endpoint": "-", "scoring_url": "-"})
-            continue
-        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()))
-        rows.append({"model": result.registered_name, "version": result.version or "-", "metrics": metrics,
-                     "endpoint": result.endpoint_key, "scoring_url": result.scoring_url or "(not deployed)"})
-    return rows
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    headers = list(rows[0]) if rows else []
-    widths = {h: max(len(h), *(len(str(r[h])) for r in rows)) for h in headers}
-    line = "  ".join(h.ljust(widths[h]) for h in headers)
-    body = ["  ".join(str(r[h]).ljust(widths[h]) for h in headers) for r in rows]
-    return "\n".join([line, "  ".join("-" * widths[h] for h in headers), *body])
 
 
 @flow(name="retrain-all")

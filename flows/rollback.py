@@ -15,6 +15,8 @@ from prefect.artifacts import create_markdown_artifact
 
 from deployments import endpoints
 from salesrisk import catalog
+from tasks import artifacts
+from tasks.promote import record_serving
 
 
 @flow(name="rollback-model")
@@ -24,10 +26,13 @@ async def rollback_model(endpoint: str, to_version: str | None = None, reason: s
         raise ValueError(f"endpoint={endpoint!r}: expected one of {', '.join(catalog.ENDPOINT_KEYS)}")
     result = await asyncio.to_thread(endpoints.rollback, endpoint, to_version, reason)
     get_run_logger().info("%s now serves %s v%s (%s)", endpoint, result.model_name, result.version, reason)
+    # The registry follows the endpoint: `champion` moves back and the ledger records why.
+    await asyncio.to_thread(record_serving, result, "rollback", reason)
     await create_markdown_artifact(
-        markdown=f"# Rollback of `{endpoint}`\n\nNow serving **{result.model_name} v{result.version}** "
-        f"(was v{result.previous_version}).\n\nReason: {reason}\n",
-        key=f"rollback-{endpoint}".replace("_", "-"),
+        markdown=f"# Rollback of `{endpoint}`\n\nNow serving **[{result.model_name} v{result.version}]"
+        f"({artifacts.model_version_url(result.model_name, result.version)})** "
+        f"(was v{result.previous_version or '-'}).\n\nReason: {reason}\n",
+        key=artifacts.artifact_key("rollback", endpoint),
     )
     return asdict(result)
 

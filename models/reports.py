@@ -6,8 +6,9 @@ gets its plots from here through :func:`log_training_report`, called by ``models
 after the run is logged, so the five trainers stay free of plotting code and a plotting failure
 can never fail training (the caller catches it).
 
-Plots are drawn on the trainer's own held-out rows (``module.holdout``), scored by the pyfunc
-model just saved, i.e. exactly what will be served. Matplotlib runs on the Agg canvas with no
+Plots are drawn on the trainer's own held-out rows (``module.holdout``), all of them, filtered as
+the trainer's ``evaluate`` filters them, and scored by the pyfunc model just saved, i.e. exactly
+what will be served: a figure in a plot's title is the metric the run logged. Matplotlib runs on the Agg canvas with no
 pyplot state, so reports are safe in worker threads and need no display.
 
 Also logged, for ``monitor-models``: ``monitoring/reference.parquet``, a seeded sample of the
@@ -25,7 +26,6 @@ from datetime import timedelta
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,7 @@ log = logging.getLogger("salesrisk.reports")
 REPORT_PATH = "report"  # artifact folder on the run
 REFERENCE_PATH = "monitoring"  # artifact folder of the reference sample
 REFERENCE_FILE = "reference.parquet"
-MAX_ROWS = 1000  # held-out rows scored for the plots (a seeded sample beyond this)
+DRAW_POINTS = 5000  # points drawn in a scatter plot (a seeded sample beyond this; titles use every row)
 SHAP_ROWS = 200  # rows explained for the SHAP summary (mean |SHAP| is stable by then)
 REFERENCE_ROWS = 10_000
 TRAJECTORY_METRICS = ("loss", "val_loss", "mae", "val_mae")
@@ -111,18 +111,31 @@ def roc_curve_plot(y_true: np.ndarray, y_prob: np.ndarray, path: Path) -> Path:
     return _save(figure, path)
 
 
+def _drawn(n: int, seed: int = 0) -> np.ndarray:
+    """Which of ``n`` points a scatter plot draws: all up to DRAW_POINTS, else a seeded sample.
+    Only the drawing is sampled; every figure in a title uses all ``n``."""
+    if n <= DRAW_POINTS:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, DRAW_POINTS, replace=False))
+
+
+def _rows_note(n: int, what: str = "held-out rows") -> str:
+    return f"{n} {what}" + (f", {DRAW_POINTS} drawn" if n > DRAW_POINTS else "")
+
+
 def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, path: Path, target: str = catalog.RISK_TARGET) -> Path:
     from sklearn.metrics import r2_score, root_mean_squared_error
 
     actual, predicted = np.asarray(actual, dtype="float64"), np.asarray(predicted, dtype="float64")
     figure, ax = _figure(5.5, 5.0)
-    ax.scatter(actual, predicted, s=8, alpha=0.4)
+    drawn = _drawn(len(actual))
+    ax.scatter(actual[drawn], predicted[drawn], s=8, alpha=0.4)
     lo, hi = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
     ax.plot([lo, hi], [lo, hi], linestyle="--", color="grey")
     ax.set_xlabel(f"actual {target}")
     ax.set_ylabel("predicted")
     ax.set_title(
-        f"Predicted vs actual ({len(actual)} held-out rows)\n"
+        f"Predicted vs actual ({_rows_note(len(actual))})\n"
         f"RMSE {root_mean_squared_error(actual, predicted):.4f}  R2 {r2_score(actual, predicted):.4f}"
     )
     return _save(figure, path)
@@ -133,11 +146,12 @@ def residuals_plot(actual: np.ndarray, predicted: np.ndarray, path: Path) -> Pat
     actual, predicted = np.asarray(actual, dtype="float64"), np.asarray(predicted, dtype="float64")
     residual = actual - predicted
     figure, (left, right) = _figure(10.0, 4.2, 1, 2)
-    left.scatter(predicted, residual, s=8, alpha=0.4)
+    drawn = _drawn(len(actual))
+    left.scatter(predicted[drawn], residual[drawn], s=8, alpha=0.4)
     left.axhline(0, color="grey", linestyle="--")
     left.set_xlabel("predicted")
     left.set_ylabel("actual - predicted")
-    left.set_title("Residuals against prediction")
+    left.set_title(f"Residuals against prediction ({_rows_note(len(actual))})")
     right.hist(residual, bins=40, color="tab:orange", alpha=0.8)
     right.axvline(0, color="grey", linestyle="--")
     right.set_xlabel("actual - predicted")
@@ -211,8 +225,11 @@ def forecast_plot(
     return _save(figure, path)
 
 
-def anomaly_histogram(scores: np.ndarray, threshold: float, path: Path, labels: np.ndarray | None = None) -> Path:
-    """Anomaly scores (higher is more anomalous) with the threshold above which a row is flagged."""
+def anomaly_histogram(
+    scores: np.ndarray, threshold: float, path: Path, labels: np.ndarray | None = None, f1: float | None = None
+) -> Path:
+    """Anomaly scores (higher is more anomalous) with the threshold above which a row is flagged;
+    ``f1`` (of the served ``is_anomaly`` against the labels) goes in the title."""
     scores = np.asarray(scores, dtype="float64")
     figure, ax = _figure(6.4, 4.4)
     bins = np.linspace(float(scores.min()), float(scores.max()), 50)
@@ -226,7 +243,7 @@ def anomaly_histogram(scores: np.ndarray, threshold: float, path: Path, labels: 
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4f} ({flagged:.1%} flagged)")
     ax.set_xlabel("anomaly score")
     ax.set_ylabel("rows")
-    ax.set_title(f"Anomaly scores ({len(scores)} held-out rows)")
+    ax.set_title(f"Anomaly scores ({len(scores)} held-out rows)" + (f"\nF1 {f1:.4f}" if f1 is not None else ""))
     ax.legend(fontsize=8)
     return _save(figure, path)
 
@@ -321,6 +338,18 @@ def held_out(model_id: str, training_data: pl.DataFrame, args: argparse.Namespac
     return specs.get(model_id).trainer.holdout(training_data, vars(args))
 
 
+def report_rows(model_id: str, training_data: pl.DataFrame, args: argparse.Namespace) -> pl.DataFrame:
+    """The rows a report scores: the held-out rows the run's logged metrics were computed on, all
+    of them (no sample), filtered as the trainer's ``evaluate`` filters them (the spec's Report)."""
+    from models import specs
+
+    report = specs.get(model_id).report
+    if report is None or report.rows == "none":  # the plot comes from the run's metrics, not from scoring
+        return training_data.clear()
+    rows = held_out(model_id, training_data, args)
+    return report.scored(rows) if report.scored is not None else rows
+
+
 def _capped(rows: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
     return rows.sample(n=n, seed=seed) if rows.height > n else rows
 
@@ -372,7 +401,12 @@ def _anomaly(predictor: Any, rows: pl.DataFrame, out: Path, args: argparse.Names
     scores = output["anomaly_score"].to_numpy(dtype="float64")
     flagged = output["is_anomaly"].to_numpy().astype(bool)
     labels = rows.get_column(catalog.ANOMALY_LABEL).cast(pl.Boolean).to_numpy() if catalog.ANOMALY_LABEL in rows.columns else None
-    return [anomaly_histogram(scores, anomaly_threshold(predictor, scores, flagged), out / "anomaly_scores.png", labels)]
+    f1 = None
+    if labels is not None:
+        from sklearn.metrics import f1_score
+
+        f1 = float(f1_score(labels, flagged, pos_label=True, zero_division=0.0))
+    return [anomaly_histogram(scores, anomaly_threshold(predictor, scores, flagged), out / "anomaly_scores.png", labels, f1)]
 
 
 def anomaly_threshold(predictor: Any, scores: np.ndarray, flagged: np.ndarray) -> float:
@@ -492,12 +526,7 @@ def log_training_report(model_id: str, model_dir: Path, training_data: pl.DataFr
     report = specs.get(model_id).report
     if report is None:
         return []
-    if report.rows == "none":  # the plot comes from the run's metrics, not from scoring
-        rows = training_data.clear()
-    else:
-        rows = held_out(model_id, training_data, args)
-    if report.rows == "holdout":
-        rows = _capped(rows, MAX_ROWS, seed)
+    rows = report_rows(model_id, training_data, args)
     paths = report.plots(predictor, rows, out, args, training_data)
     for path in paths:
         mlflow.log_artifact(str(path), artifact_path=REPORT_PATH)
@@ -520,47 +549,3 @@ def log_report_to_run(run_id: str, model_id: str, model_dir: Path, training_data
         return log_training_report(model_id, model_dir, training_data, args)
     with mlflow.start_run(run_id=run_id):
         return log_training_report(model_id, model_dir, training_data, args)
-
-
-# --- links ------------------------------------------------------------------------------------
-
-
-def ui_base(tracking_uri: str) -> str:
-    """Where the MLflow UI's links start: the server for http(s) tracking, else '' (links relative
-    to the page that ``mlflow ui --backend-store-uri <uri>`` serves)."""
-    if tracking_uri.startswith(("http://", "https://")):
-        return tracking_uri.rstrip("/") + "/"
-    return ""
-
-
-def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    return f"{ui_base(tracking_uri)}#/experiments/{experiment_id}/runs/{run_id}"
-
-
-def model_version_link(tracking_uri: str, name: str, version: str) -> str:
-    return f"{ui_base(tracking_uri)}#/models/{quote(name)}/versions/{version}"
-
-
-def mlflow_link_lines(run_id: str | None, model_name: str, version: str | None) -> list[str]:
-    """Markdown lines linking an MLflow run (and naming its report plots) and a model version; for
-    a local store the links are relative to the page ``mlflow ui --backend-store-uri <uri>`` serves.
-    Never raises: links are a convenience next to the metrics they accompany."""
-    from salesrisk import registry
-
-    lines = []
-    try:
-        uri = registry.configure()
-        client = registry.client()
-        if run_id:
-            run = client.get_run(run_id)
-            lines.append(f"- MLflow run: [{run_id}]({run_link(uri, run.info.experiment_id, run_id)})")
-            plots = [a.path for a in client.list_artifacts(run_id, REPORT_PATH) if a.path.endswith(".png")]
-            if plots:
-                lines.append(f"- report plots on the run: {', '.join(f'`{p}`' for p in plots)}")
-        if version:
-            lines.append(f"- model version: [{model_name} v{version}]({model_version_link(uri, model_name, version)})")
-        if uri.startswith(("sqlite:", "file:")) or "://" not in uri:
-            lines.append(f"- open with `mlflow ui --backend-store-uri {uri}` and append the link to its address")
-    except Exception as error:  # noqa: BLE001
-        lines.append(f"- MLflow run `{run_id}`; links unavailable: {type(error).__name__}: {error}")
-    return lines

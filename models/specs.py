@@ -64,7 +64,10 @@ PlotFunction = Callable[[Any, pl.DataFrame, Path, argparse.Namespace, pl.DataFra
 @dataclass(frozen=True)
 class Report:
     plots: PlotFunction
-    rows: str = "holdout"  # "holdout" (capped sample), "all_holdout" (uncapped) or "none" (no scoring)
+    rows: str = "holdout"  # "holdout" (every held-out row; plots sample only what they draw) or "none"
+    # The held-out rows the trainer's logged metrics are computed on (e.g. closed deals only), so
+    # the figures in plot titles are the logged ones.
+    scored: Callable[[pl.DataFrame], pl.DataFrame] | None = None
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,8 @@ def _builtin() -> None:
                     df, int(params.get("seed", 42)), industry_id=params.get("industry_id")
                 ),
             ),
-            report=Report(lambda *a: reports()._risk_scoring(*a[:4])),
+            report=Report(lambda *a: reports()._risk_scoring(*a[:4]),
+                          scored=lambda rows: rows.filter(pl.col(catalog.RISK_TARGET).is_not_null())),
             default_features=catalog.RISK_SCORING_FEATURES,
         ),
         ModelBinding(
@@ -220,7 +224,8 @@ def _builtin() -> None:
             prepare=prep.prepare_opportunities,
             contract=contracts.win_rules,
             trainer=Trainer("models.win_probability", lazy(win_probability)),
-            report=Report(lambda *a: reports()._win_probability(*a[:4])),
+            report=Report(lambda *a: reports()._win_probability(*a[:4]),
+                          scored=lambda rows: win_probability().training_rows(rows)),  # closed deals
             default_features=catalog.WIN_PROBABILITY_FEATURES,
         ),
         ModelBinding(
@@ -238,7 +243,6 @@ def _builtin() -> None:
                 lambda predictor, rows, out, args, data: reports()._revenue_forecast(
                     predictor, rows, out, args, revenue().normalise(data)
                 ),
-                rows="all_holdout",
             ),
         ),
         ModelBinding(
@@ -246,7 +250,7 @@ def _builtin() -> None:
             prepare=prep.prepare_anomaly,
             contract=contracts.anomaly_rules,
             trainer=Trainer("models.anomaly", lazy(anomaly)),
-            report=Report(lambda *a: reports()._anomaly(*a[:4])),
+            report=Report(lambda *a: reports()._anomaly(*a[:4]), scored=_labelled_rows),
             default_features=None,
         ),
     ):
@@ -254,3 +258,10 @@ def _builtin() -> None:
 
 
 _BUILTIN_DONE: list[bool] = []
+
+
+def _labelled_rows(rows: pl.DataFrame) -> pl.DataFrame:
+    """F1 is scored on the labelled rows only (all rows when there is no label column)."""
+    if catalog.ANOMALY_LABEL not in rows.columns:
+        return rows
+    return rows.filter(pl.col(catalog.ANOMALY_LABEL).is_not_null())

@@ -22,6 +22,9 @@ class InvalidSettingError(MissingSettingError):
     point that reports a missing setting as bad input reports this one the same way)."""
 
 
+DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"  # `make ui` and the README's `mlflow ui` serve here
+
+
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
@@ -48,6 +51,9 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str = Field(
         "sqlite:///mlflow.db", validation_alias=_env("MLFLOW_TRACKING_URI")
     )
+    # Where a person opens MLflow (`make ui` serves it there): the base of the absolute links in
+    # the flows' artifacts. A remote tracking server is its own UI, so its URI is the default then.
+    mlflow_ui_url: str | None = Field(None, validation_alias=_env("SALESRISK_MLFLOW_UI_URL"))
     azure_storage_connection_string: SecretStr | None = Field(
         None,
         validation_alias=_env(
@@ -78,6 +84,15 @@ class Settings(BaseSettings):
     monitor_actions: dict[str, Literal["none", "retrain", "rollback"]] = Field(
         default_factory=dict, validation_alias=_env("SALESRISK_MONITOR_ACTIONS")
     )
+
+    @property
+    def mlflow_ui(self) -> str:
+        """The MLflow UI's address, without a trailing slash."""
+        if self.mlflow_ui_url:
+            return self.mlflow_ui_url.rstrip("/")
+        if self.mlflow_tracking_uri.startswith(("http://", "https://")):
+            return self.mlflow_tracking_uri.rstrip("/")
+        return DEFAULT_MLFLOW_UI
 
     def require_azure(self) -> tuple[str, str, str]:
         """Return (subscription, resource group, workspace) or name the first missing variable."""

@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from deployments import endpoints
 from models import gate, specs, splits
 from salesrisk import catalog, registry, storage
+from tasks.artifacts import decision_markdown
 from tasks.refs import TrainedModel
 
 
@@ -108,21 +109,6 @@ def decide(model_id: str, candidate: dict[str, float], champion: dict[str, float
     spec = catalog.MODELS[model_id]
     return gate.decide(judged(model_id, candidate) or {}, judged(model_id, champion), tolerances=spec.tolerances,
                        force=force, directions=spec.directions)
-
-
-def decision_markdown(trained: TrainedModel, decision: gate.GateDecision) -> str:
-    names = sorted(set(decision.candidate) | set(decision.champion or {}))
-    rows = "\n".join(
-        f"| {name} | {decision.candidate.get(name, float('nan')):.4f} | "
-        f"{(decision.champion or {}).get(name, float('nan')):.4f} |"
-        for name in names
-    )
-    verdict = "promote" if decision.promote else "keep the champion"
-    return (
-        f"# {trained.model_name}: {verdict}\n\n{decision.reason}\n\n"
-        f"| metric | candidate | champion |\n|---|---|---|\n{rows}\n\n"
-        f"MLflow run: `{trained.run_id}`; training data `{trained.training_data.uri}`\n"
-    )
 
 
 def gate_candidate(trained: TrainedModel, endpoint_key: str, force: bool = False) -> gate.GateDecision:

@@ -23,6 +23,8 @@ from models import monitoring, monitoring_data, reports
 from models.monitoring import EndpointCheck
 from salesrisk import catalog, registry
 from salesrisk.settings import get_settings
+from tasks import artifacts
+from tasks.promote import record_serving
 
 MONITORING_EXPERIMENT = "model-monitoring"
 HISTORY_DAYS = 90  # drawn in the drift-over-time plot
@@ -86,6 +88,7 @@ def rollback(check: EndpointCheck) -> str:
         result = endpoints.rollback(check.endpoint_key, None, reason[:500])
     except endpoints.DeployError as error:
         return f"rollback refused: {error}"
+    record_serving(result, "rollback", reason[:500])  # champion alias and promotion ledger follow
     return f"rolled back to {result.model_name} v{result.version} (was v{result.previous_version})"
 
 
@@ -151,7 +154,7 @@ def log_monitoring_run(checks: list[EndpointCheck], png: Path, markdown: str, no
     as metrics, the drift plot and the report as artifacts (the MLflow UI shows the PNG)."""
     import mlflow
 
-    uri = registry.configure()
+    registry.configure()
     experiment = registry.experiment_id(MONITORING_EXPERIMENT)
     with mlflow.start_run(experiment_id=experiment, run_name=f"monitor-models {now:%Y-%m-%d %H:%M}") as run:
         metrics: dict[str, float] = {}
@@ -165,7 +168,7 @@ def log_monitoring_run(checks: list[EndpointCheck], png: Path, markdown: str, no
         mlflow.set_tags({"breached": ",".join(c.endpoint_key for c in checks if c.breached) or "none"})
         mlflow.log_artifact(str(png))
         mlflow.log_text(markdown, "monitoring_report.md")
-        return run.info.run_id, reports.run_link(uri, experiment, run.info.run_id)
+        return run.info.run_id, artifacts.run_url(experiment, run.info.run_id)
 
 
 def report_markdown(checks: list[EndpointCheck], png_uri: str, now: datetime, thresholds: monitoring.Thresholds) -> str:

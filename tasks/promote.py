@@ -82,7 +82,10 @@ def register_or_find(trained: TrainedModel, tags: dict[str, Any]) -> tuple[str, 
             created = True
         else:
             version, creator = found
-            registry.set_version_tags(trained.model_name, version, tags)
+            # The version carries the decision it was created with, for good; this run's decision
+            # is in its gate artifact (and in the ledger, if it moves the champion).
+            undecided = {k: v for k, v in tags.items() if not k.startswith("gate")}
+            registry.add_missing_version_tags(trained.model_name, version, undecided)
             created = creator is not None and creator == this_flow_run()
             logger.info("%s: run already registered as version %s%s", trained.model_name, version,
                         " by an earlier attempt of this flow run" if created else "")
@@ -93,19 +96,56 @@ def register_or_find(trained: TrainedModel, tags: dict[str, Any]) -> tuple[str, 
 # task retries, because the flows run them together in one transaction.
 @task(name="register", task_run_name="register {trained.model_name}", cache_policy=NO_CACHE)
 def register(trained: TrainedModel, decision: gate.GateDecision) -> str:
+    local = trained.compute != "azureml"  # aliases live in the MLflow registry the flow writes to
+    challenger = registry.alias_version(trained.model_name, registry.CHALLENGER) if local else None
     version, created = with_retries(register_or_find, trained, version_tags(trained, decision))
+    if created and local:
+        with_retries(registry.set_alias, trained.model_name, registry.CHALLENGER, version)
     txn = Transaction.get_active()
     if txn is not None:
-        txn.set("registered", {"name": trained.model_name, "version": version, "created": created})
+        txn.set("registered", {
+            "name": trained.model_name, "version": version, "created": created, "local": local,
+            "challenger_before": challenger, "reason": decision.reason, "metrics": dict(trained.metrics),
+        })
     return version
 
 
 @register.on_rollback
 def _unregister(txn: Transaction) -> None:
-    """Deploy failed after registration: remove the version this run created, keep older ones."""
+    """Deploy failed after registration: remove the version this run created, keep older ones, and
+    give ``challenger`` back to the candidate it named before."""
     registered = txn.get("registered", None)
     if registered and registered["created"]:
         registry.delete_version(registered["name"], registered["version"])
+        if registered.get("local"):
+            registry.restore_alias(registered["name"], registry.CHALLENGER, registered.get("challenger_before"))
+
+
+def record_serving(result: endpoints.DeployResult, action: str, reason: str | None = None,
+                   metrics: dict[str, float] | None = None) -> registry.LedgerEntry | None:
+    """Move ``champion`` to what the endpoint now serves and append the change to the ledger.
+
+    Called after traffic moved, so it never raises: the endpoint already serves the version, and
+    failing here would undo a registration that is live. A failure is logged as an error instead.
+    """
+    logger = get_run_logger()
+    try:
+        if not reason:  # the decision the version was registered with
+            reason = registry.version_tag(result.model_name, result.version, "gate_reason") or action
+        if metrics is None:
+            metrics = registry.version_metrics(result.model_name, result.version)
+        entry = with_retries(registry.promote, result.model_name, result.version, action=action,
+                             reason=reason, metrics=metrics, flow_run=this_flow_run())
+        if entry is not None:
+            from tasks.artifacts import publish_ledger
+
+            publish_ledger(result.model_name)
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        logger.error("%s v%s serves %s but the registry's champion alias, ledger or ledger artifact was not "
+                     "updated: %s: %s", result.model_name, result.version, result.endpoint_key,
+                     type(error).__name__, error)
+        return None
+    return entry
 
 
 @task(
@@ -116,4 +156,9 @@ def _unregister(txn: Transaction) -> None:
 def deploy(endpoint_key: str, model_name: str, version: str, sample: pd.DataFrame | None = None) -> endpoints.DeployResult:
     result = with_retries(endpoints.deploy, endpoint_key, model_name, version, sample=sample)
     get_run_logger().info("%s v%s serves %s at %s", model_name, version, endpoint_key, result.scoring_url)
+    txn = Transaction.get_active()
+    registered = txn.get("registered", None) if txn is not None else None
+    if registered is None or registered.get("local"):
+        this_run = registered if registered and registered["version"] == str(version) else {}
+        record_serving(result, "deploy", this_run.get("reason"), this_run.get("metrics"))
     return result

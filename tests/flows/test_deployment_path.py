@@ -25,6 +25,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.code.test_tree_untouched import snapshot
+
 pytestmark = pytest.mark.slow
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -71,7 +73,7 @@ def server_env(tmp_path: Path, small_lake_template: Path) -> Iterator[dict[str, 
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
     )
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # a fresh database migrates first: minutes on a loaded machine
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
@@ -81,7 +83,7 @@ def server_env(tmp_path: Path, small_lake_template: Path) -> Iterator[dict[str, 
             assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
             time.sleep(1)
         else:
-            pytest.fail("prefect server did not become healthy in 120 s")
+            pytest.fail("prefect server did not become healthy in 300 s")
         yield env
     finally:
         server.terminate()
@@ -138,9 +140,34 @@ def check_endpoint_key(env: dict[str, str], root: Path) -> None:
             server.wait(timeout=30)
 
 
+def poll_children(api: str, parent: str, timeout: float = 60) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = httpx.post(f"{api}/flow_runs/filter", json={"flow_runs": {"parent_flow_run_id": {"any_": [parent]}}},
+                           timeout=10).json()
+        if len(found) >= 5 or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def recorded_tasks(api: str, flow_run: str, names: tuple[str, ...], timeout: float = 60) -> dict[str, list[str]]:
+    """Task name -> state types of a flow run's task runs, once the recorder wrote them all."""
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = httpx.post(f"{api}/task_runs/filter", json={"flow_runs": {"id": {"any_": [flow_run]}}}, timeout=10).json()
+        tasks: dict[str, list[str]] = {}
+        for run in runs:
+            tasks.setdefault(run["name"].split(" ")[0], []).append(run["state_type"])
+        final = all(t in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"} for states in tasks.values() for t in states)
+        if (final and set(names) <= set(tasks)) or time.monotonic() > deadline:
+            return tasks
+        time.sleep(0.5)
+
+
 def test_deploy_run_schedule_and_no_secret_leaks(server_env: dict[str, str]) -> None:
     root = Path(server_env["SALESRISK_HOME"]).parent
     started = time.time()
+    checkout_before = snapshot(PROJECT)  # the worker runs flows from the checkout
     prefect(server_env, "work-pool", "create", POOL, "--type", "process")
     prefect(server_env, "deploy", "--all")
     out = prefect(server_env, "deployment", "run", "retrain-all/weekly")
@@ -159,10 +186,20 @@ def test_deploy_run_schedule_and_no_secret_leaks(server_env: dict[str, str]) -> 
 
     check_endpoint_key(server_env, root)
 
+    # Task runs on the worker path: every model's pipeline tasks, as the UI lists them.
+    children = poll_children(api, flow_run_id)
+    assert len(children) == 5, [c["name"] for c in children]
+    for child in children:
+        tasks = recorded_tasks(api, child["id"], ("fetch", "prepare", "train", "evaluate", "register", "deploy"))
+        assert {"fetch", "prepare", "train", "evaluate", "register", "deploy"} <= set(tasks), (child["name"], tasks)
+        assert all(state == "COMPLETED" for states in tasks.values() for state in states), (child["name"], tasks)
+
     # Everything the run wrote: this test's folder (Prefect DB with logs, artifacts and
-    # parameters; MLflow DB; lake with inference logs; endpoint state and map; server and
-    # command output) and the MLflow artifacts written under the project during the run.
-    written = files_written(root, started) + files_written(PROJECT / "mlartifacts", started)
+    # parameters; MLflow DB and its mlartifacts/ beside it; lake with inference logs; endpoint
+    # state and map; server and command output).
+    written = files_written(root, started)
+    # ... and nothing in the checkout's own state: a local store's artifacts go beside its file.
+    assert snapshot(PROJECT) == checkout_before, "the run wrote into the checkout's lake/mlflow.db/mlartifacts/..."
     assert len(files_holding(written, flow_run_id)) >= 1, "the scan must see inside Prefect's database"
     assert files_holding(written, "win-probability-model"), "the scan must see the registered models"
     for name in SECRET_SETTINGS:

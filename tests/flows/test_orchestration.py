@@ -27,12 +27,12 @@ def run(flow, **parameters):
 
 
 def states(state) -> dict[str, list[str]]:
-    runs = asyncio.run(task_runs(state.state_details.flow_run_id))
+    runs = asyncio.run(task_runs(state.state_details.flow_run_id, ("prepare", "train", "register")))
     return {name: [r.state.name for r in by_task(runs, name)] for name in ("prepare", "train", "register", "deploy")}
 
 
 def attempts(state, name: str) -> list[int]:
-    runs = asyncio.run(task_runs(state.state_details.flow_run_id))
+    runs = asyncio.run(task_runs(state.state_details.flow_run_id, (name,)))
     return [r.run_count for r in by_task(runs, name)]
 
 

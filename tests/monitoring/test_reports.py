@@ -58,9 +58,11 @@ def test_training_run_carries_its_report_plots_and_the_flow_artifact_links_them(
                          DataRef(str(isolated / model_id / "training.parquet"), "f"))
     summary = ModelSummary(model_id, trained.model_name, trained.version, run.data.metrics, "key", None, "promote: no champion")
     text = metrics_markdown(model, summary)
-    assert f"(#/experiments/{run.info.experiment_id}/runs/{trained.run_id})" in text
-    assert f"(#/models/{trained.model_name}/versions/{trained.version})" in text
-    assert all(f"`report/{name}`" in text for name in expected)
+    ui = "http://127.0.0.1:5000"  # SALESRISK_MLFLOW_UI_URL unset: the address `make ui` serves
+    assert f"({ui}/#/experiments/{run.info.experiment_id}/runs/{trained.run_id})" in text
+    assert f"({ui}/#/models/{trained.model_name}/versions/{trained.version})" in text
+    assert all(f"({ui}/#/experiments/{run.info.experiment_id}/runs/{trained.run_id}/artifactPath/report/{name})" in text
+               for name in expected)
     assert "champion/challenger): promote: no champion" in text
 
 
