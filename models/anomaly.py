@@ -9,10 +9,21 @@ strings ordinal-encoded (unknown -> -1), all inside the saved Pipeline so servin
 step. Rows are split 80/20 (time-ordered when a date column exists, else seeded and stratified on
 ``is_anomaly`` when present); the forest never sees the last part.
 
+**Threshold.** Without labels the forest flags the runbook's ``--param-contamination`` share.
+With an ``is_anomaly`` column the labels are worth using for the one thing an unsupervised forest
+cannot know, where to cut. The training part is cut into 4 stratified validation folds; each is
+scored by a forest fitted on the other three (labels unused), the share of top-scored rows that
+maximises F1 over the folds is the chosen contamination, and the final forest, fitted on the whole
+training part, flags that share. The chosen share and the validation F1 are logged
+(``chosen_contamination``, ``validation_F1``); ``--no-tune-threshold`` keeps the runbook's share.
+
 metrics.json: with an ``is_anomaly`` column, ``F1`` of the anomaly class on the held-out part (the
 runbook's metric). Without one there is no quality to measure: it holds ``anomaly_rate``, the
 share of held-out rows flagged, which should sit near ``--param-contamination`` (far off means the
 held-out rows do not look like the training rows).
+
+A file with no numeric feature (text only) is refused naming the columns it has: ordinal codes
+of free text are not a distance an isolation forest can use.
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +47,10 @@ from salesrisk import catalog
 MODEL_ID = "anomaly"
 LABEL = catalog.ANOMALY_LABEL
 FRACTIONS = (0.8, 0.2)  # train, test
+FOLDS = 4  # validation folds of the training part for choosing the threshold
+MAX_CONTAMINATION = 0.5  # IsolationForest's own upper bound
 MIN_ROWS = 10
+MIN_VALIDATION_ANOMALIES = 2  # fewer labelled anomalies in the validation split: keep the runbook's share
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,7 @@ class AnomalyParams:
     contamination: float = 0.1
     n_estimators: int = 100
     seed: int = 42
+    tune_threshold: bool = True
 
 
 @dataclass
@@ -92,6 +107,75 @@ def train(train_df: pl.DataFrame, features: Sequence[str], params: AnomalyParams
     spec = tabular.feature_spec(train_df, features)
     pipeline = build_pipeline(spec, params).fit(tabular.model_frame(train_df, spec))
     return TrainedAnomaly(pipeline, spec)
+
+
+def numeric_features_or_refuse(df: pl.DataFrame, features: Sequence[str], source: str) -> tabular.FeatureSpec:
+    """The feature spec, refused when no feature is numeric (naming the columns the file has)."""
+    from models.contracts import DataContractError
+
+    spec = tabular.feature_spec(df, features)
+    if not [name for name in spec.columns if name not in spec.categorical]:
+        raise DataContractError(
+            source,
+            "(features)",
+            f"at least one numeric feature column (columns present: {', '.join(df.columns)}; "
+            f"features considered: {', '.join(features) or 'none'})",
+            df.height,
+            [],
+        )
+    return spec
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The contamination the final forest uses, and how it was chosen."""
+
+    contamination: float
+    validation_f1: float | None  # None: the runbook's share, no labels to choose with
+    how: str
+
+
+def choose_contamination(train_df: pl.DataFrame, features: Sequence[str], params: AnomalyParams) -> Threshold:
+    """The share of rows to flag: the F1-best share on labelled validation folds, else the runbook's.
+
+    Cross-validated (``FOLDS`` stratified folds, each scored by a forest fitted on the others, with
+    labels unused by the forests) because one small validation split holds too few anomalies for a
+    stable cut. A share rather than a raw score is carried over, since the final forest's scores
+    are on its own scale: in each fold the top ``share`` of rows is flagged, and F1 is pooled.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    runbook = Threshold(params.contamination, None, "runbook contamination")
+    if not params.tune_threshold or LABEL not in train_df.columns:
+        return runbook
+    labelled = train_df.filter(pl.col(LABEL).is_not_null())
+    truth = labelled.get_column(LABEL).cast(pl.Int64).to_numpy() == 1
+    if truth.sum() < FOLDS * MIN_VALIDATION_ANOMALIES or (~truth).sum() < FOLDS:
+        return Threshold(params.contamination, None, f"runbook contamination (only {int(truth.sum())} labelled anomalies)")
+    ranks = np.zeros(len(truth))  # within-fold rank of the score, 1 = most anomalous
+    folds = StratifiedKFold(FOLDS, shuffle=True, random_state=params.seed)
+    for fit_pos, val_pos in folds.split(np.zeros(len(truth)), truth):
+        forest = train(labelled[fit_pos], features, params)
+        scores = -forest.pipeline.score_samples(tabular.model_frame(labelled[val_pos], forest.spec))
+        ranks[val_pos] = (1 + np.argsort(np.argsort(-scores, kind="stable"), kind="stable")) / len(val_pos)
+    share, f1 = best_share(ranks, truth)
+    return Threshold(share, f1, f"F1-best share over {FOLDS} validation folds")
+
+
+def best_share(ranks: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """The share ``s`` (at most MAX_CONTAMINATION) for which flagging ``ranks <= s`` has the best
+    F1, and that F1; every distinct rank is a candidate cut, counted in one pass."""
+    order = np.argsort(ranks, kind="stable")
+    sorted_ranks = ranks[order]
+    true_positives = np.cumsum(truth[order])
+    flagged = np.arange(1, len(ranks) + 1)
+    last_of_each = np.r_[sorted_ranks[1:] != sorted_ranks[:-1], True] & (sorted_ranks <= MAX_CONTAMINATION)
+    if not last_of_each.any():
+        return MAX_CONTAMINATION, 0.0
+    f1 = 2 * true_positives / (flagged + truth.sum())
+    f1 = np.where(last_of_each, f1, -1.0)
+    best = int(np.argmax(f1))
+    return float(sorted_ranks[best]), float(f1[best])
 
 
 def score_frame(pipeline: Any, spec: tabular.FeatureSpec, frame: pd.DataFrame) -> pd.DataFrame:
@@ -162,15 +246,22 @@ def fit(df: pl.DataFrame, features: list[str], args: argparse.Namespace, model_d
         raise DataContractError(
             args.training_data, "(rows)", f"at least {MIN_ROWS} rows (to train and test)", MIN_ROWS - df.height, [f"{df.height} row(s)"]
         )
+    numeric_features_or_refuse(df, features, args.training_data)
     train_df, test_df = split(df, args.seed)
-    params = AnomalyParams(args.param_contamination, args.param_n_estimators, args.seed)
-    trained = train(train_df, features, params)
+    params = AnomalyParams(args.param_contamination, args.param_n_estimators, args.seed, args.tune_threshold)
+    threshold = choose_contamination(train_df, features, params)
+    trained = train(train_df, features, replace(params, contamination=threshold.contamination))
     save(trained, model_dir, train_df)
     metrics = evaluate(mlflow.pyfunc.load_model(str(model_dir)), test_df)
+    if threshold.validation_f1 is not None:
+        metrics["validation_F1"] = threshold.validation_f1
+    metrics["chosen_contamination"] = threshold.contamination
     time_column = splits.time_column(df)
     return trainer.FitResult(
         metrics,
         {
+            "chosen_contamination": threshold.contamination,
+            "threshold_choice": threshold.how,
             "labelled": LABEL in df.columns,
             "categorical_features": ",".join(trained.spec.categorical),
             "split": f"time:{time_column}" if time_column else "random",
@@ -194,6 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(features="auto")
     parser.add_argument("--param-contamination", type=contamination, default=defaults.contamination)
     parser.add_argument("--param-n-estimators", type=trainer.positive_int, default=defaults.n_estimators)
+    parser.add_argument(
+        "--tune-threshold",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.tune_threshold,
+        help="with is_anomaly labels, choose the flagged share on a validation split to maximise F1 (default)",
+    )
     return parser
 
 

@@ -1,30 +1,50 @@
-"""Revenue forecast: NeuralProphet on one revenue series, daily, weekly or monthly.
+"""Revenue forecast: one revenue series, daily, weekly, monthly or quarterly, served by the method
+that forecast it best on rolling-origin backtests inside this very training run.
 
 ``python -m models.revenue_forecast --training-data URI --output DIR [--horizon N]
 [--holidays COLUMN] [--regressors LIST] [--epochs N] [--learning-rate X] [--batch-size N]
 [--n-changepoints N] [--seasonality-mode additive|multiplicative] [--interval-level P]
-[--refit|--no-refit]``
+[--origins N] [--refit|--no-refit]``
 
 Input is ``(date, revenue)``, ``(ds, y)`` or ``(date, pipeline_value)`` (the first pair present),
-one row per date. The frequency is read off the median gap between dates and sets the seasonality
-(daily: weekly, and yearly once there is a year of data; weekly and monthly: yearly once there is
-a year of data) and the default ``--horizon`` (30 days, 13 weeks, 3 months). ``--holidays COLUMN``
-names a 0/1 holiday flag and ``--regressors`` (an alias of the shared ``--features``) other numeric columns;
-both enter as NeuralProphet future regressors, so the served model needs them for future dates
-too. The learning rate is fixed (NeuralProphet's learning-rate finder is skipped) and fits are
-seeded, so a rerun gives the same model.
+one row per period. The frequency is read off the median gap between dates (daily, weekly,
+monthly or quarterly; anything else is refused naming the file, the column and the gap found) and
+is passed to NeuralProphet explicitly (its ``freq="auto"`` fails on month-start dates). It sets
+the horizon (28 days, 13 weeks, 12 months, 8 quarters; ``--horizon`` overrides) and the season
+(7, 52, 12, 4 periods). A missing period or two is filled by linear interpolation.
 
-Two fits, by design. The first leaves out the last ``--horizon`` periods and forecasts them:
-``holdout_MAPE``, ``holdout_RMSE`` and ``holdout_MAE`` say how the method forecasts data it has
-not seen, and its absolute errors there set the width of the served interval (split conformal:
-``yhat`` plus or minus their ``--interval-level`` conformal quantile, so ``yhat_lower`` and
-``yhat_upper`` widen with real out-of-sample error rather than with in-sample fit). The saved
-model is then refit on all rows, because a forecast should start from the latest data;
-``MAPE``, ``RMSE`` and ``MAE`` are the runbook's in-sample figures of that saved model on every
-training row. ``--no-refit`` saves the first fit instead (in-sample figures then cover the rows
-it trained on), for a champion/challenger comparison on rows the candidate never saw.
+**Choosing the served method.** NeuralProphet, the runbook's model, is always trained and
+scored. Beside it, statsforecast's AutoETS, AutoARIMA, SeasonalNaive, MSTL (for seasons ETS cannot
+hold) and two plain-mean combinations are scored on the same rolling origins (models/backtest.py:
+up to ``--origins`` cut-offs half a horizon apart, the last leaving out exactly the final
+horizon), with the naive and seasonal-naive forecasts as baselines. The method with the lowest
+backtest MAPE serves; which one and why is logged (params ``served_model``,
+``selection_reason``; metrics ``backtest_<method>_MAPE``). Only NeuralProphet uses ``--holidays``
+and ``--regressors``; the statistical methods forecast from the series alone.
 
-MAPE is in percent (2.04 means 2.04%), over rows whose actual value is not zero.
+**Figures.** ``MAPE``, ``RMSE`` and ``MAE`` (the runbook's names) are the served method's
+figures on the final horizon, forecast from the fit that never saw it; ``backtest_*`` are over all
+origins, with ``_hNN`` per horizon step, and ``naive_*`` / ``seasonal_naive_*`` /
+``neuralprophet_*`` the same for the baselines and the runbook's model. MAPE is in percent (2.04
+means 2.04 %), over non-zero actuals. A plot of the backtest travels with the model
+(``model/artifacts/backtest.png``).
+
+**Intervals.** ``yhat_lower`` / ``yhat_upper`` are ``yhat`` minus / plus a half-width per
+horizon step: normalised split conformal on the chosen method's backtest errors at
+``--interval-level`` (models/backtest.py), so they widen with the step. For a positive series
+the errors are taken relative to the forecast (the half-width is a share of ``yhat``), since
+revenue's error grows with its level. ``interval_coverage`` is
+their coverage on the backtest with each origin left out of its own calibration.
+
+**What the gate compares (why holdout() is fair).** The saved model holds two fits of the chosen
+method: the served one, refit on every row so forecasts start from the latest data, and the one
+from the last backtest origin, trained on all but the final horizon. A date after the training
+data is forecast by the first; a date inside the training data by the second (a forecast made
+before that date's horizon, never an in-sample echo). :func:`holdout` returns the final horizon,
+so :func:`evaluate` on it scores forecasts from a fit that did not see those rows, and
+reproduces ``MAPE``/``RMSE``/``MAE``. A champion trained on older data answers the same window
+from its own fits, which ended earlier still: both are scored out of sample on the same rows.
+``--no-refit`` serves the last-origin fit for future dates too.
 """
 
 from __future__ import annotations
@@ -32,11 +52,8 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import sys
 import tempfile
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,46 +62,34 @@ import mlflow
 import numpy as np
 import pandas as pd
 import polars as pl
-from sklearn.metrics import mean_absolute_error, mean_absolute_percentage_error, root_mean_squared_error
 
-from models import pyfunc_support, trainer
+from models import backtest, pyfunc_support, trainer
+from models.forecasters import (
+    DS,
+    FREQUENCIES,
+    Y,
+    Forecaster,
+    Frequency,
+    Future,
+    Grid,
+    MeanForecaster,
+    NeuralProphetForecaster,
+    Series,
+    StatsForecaster,
+    import_neuralprophet,
+    statistical,
+)
 from salesrisk import catalog
 
 log = logging.getLogger("salesrisk.revenue_forecast")
 
 MODEL_ID = "revenue_forecast"
-DS, Y = "ds", "y"
 OUTPUTS = ("ds", "yhat", "yhat_lower", "yhat_upper")
 MIN_TRAIN_PERIODS = 10
 MAX_GAP_PERIODS = 10  # longest hole between consecutive dates, in periods (a 10-day shutdown passes)
-YEARLY_MIN_DAYS = 365  # one full cycle: with 91 Walmart weeks, yearly seasonality cut MAPE 13 -> 5
-
-
-@dataclass(frozen=True)
-class Frequency:
-    """A data frequency and what follows from it."""
-
-    name: str
-    days: float  # typical gap between rows
-    low: float  # accepted median gap, in days
-    high: float
-    horizon: int  # default held-out periods
-    yearly_order: int  # Fourier terms of the yearly seasonality (once there is a year of data)
-    weekly_order: int  # 0: no weekly seasonality
-    seasonality_mode: str  # default of --seasonality-mode
-
-
-# Modes chosen by rolling-origin validation inside training data only (benchmarks/README.md):
-# daily revenue's weekday pattern scales with the level (weekends a fraction of weekdays), so
-# multiplicative (generated lake, MAPE 30 -> 20); the weekly Walmart total is additive (3.3 vs 5.3).
-FREQUENCIES: tuple[Frequency, ...] = (
-    Frequency("daily", 1, 0.5, 1.5, horizon=30, yearly_order=10, weekly_order=3, seasonality_mode="multiplicative"),
-    # 52 points a year carry sharp yearly shapes (holiday weeks): 26 terms, one per two weeks,
-    # beat 8, 15 and 20 in rolling-origin validation inside the Walmart training weeks
-    # (benchmarks/README.md, "Sequence models").
-    Frequency("weekly", 7, 6, 8, horizon=13, yearly_order=26, weekly_order=0, seasonality_mode="additive"),
-    Frequency("monthly", 30.44, 27, 32, horizon=3, yearly_order=5, weekly_order=0, seasonality_mode="additive"),
-)
+BASELINES = ("naive", "seasonal_naive")
+STATISTICAL = ("auto_ets", "auto_arima", "seasonal_naive", "mstl")
+COMBINATIONS = (("auto_ets", "auto_arima"), ("neuralprophet", "auto_ets", "auto_arima"))
 
 
 @dataclass(frozen=True)
@@ -98,21 +103,37 @@ class ForecastParams:
     interval_level: float = 0.9
     refit: bool = True
     seed: int = 42
+    origins: int = backtest.N_ORIGINS
 
 
 @dataclass
 class TrainedForecast:
-    """The model to save, with its interval half-width and the figures the runbook asks for."""
+    """The fits to save, their interval half-widths and the figures to log."""
 
-    model: Any  # neuralprophet.NeuralProphet
-    frequency: Frequency
-    regressors: tuple[str, ...]
-    interval: float  # half-width of the served interval, in revenue units
+    served: Forecaster  # answers dates after the training data
+    gate: Forecaster  # the last origin's fit: answers dates inside the training data
+    grid: Grid
+    end: int  # last training period (ordinal)
+    gate_end: int  # last period the gate fit trained on
+    widths: np.ndarray  # half-width per horizon step (a share of yhat when ``relative``)
+    relative: bool
     horizon: int
     metrics: dict[str, float]
+    regressors: tuple[str, ...]
+    backtests: dict[str, backtest.Backtest]
+    reason: str
     rows: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def frequency(self) -> Frequency:
+        return self.grid.frequency
 
+    @property
+    def served_name(self) -> str:
+        return self.served.name
+
+
+# --- input ------------------------------------------------------------------------------------
 # --- input ------------------------------------------------------------------------------------
 
 
@@ -147,17 +168,21 @@ def normalise(df: pl.DataFrame, source: str = "input") -> pl.DataFrame:
     return out.sort(DS)
 
 
-def detect_frequency(ds: pl.Series, source: str = "input") -> Frequency:
-    """Daily, weekly or monthly, from the median gap between consecutive dates."""
+def detect_frequency(ds: pl.Series, source: str = "input", column: str = DS) -> Frequency:
+    """Daily, weekly, monthly or quarterly, from the median gap between consecutive dates."""
     gaps = ds.sort().diff().drop_nulls().dt.total_seconds() / 86_400
     if gaps.len() == 0:
-        raise _contract_error(source, DS, "at least two dates", ds.len())
+        raise _contract_error(source, column, "at least two dates", ds.len())
     median = float(gaps.median())
     for frequency in FREQUENCIES:
         if frequency.low <= median <= frequency.high:
             return frequency
     raise _contract_error(
-        source, DS, f"daily, weekly or monthly dates (median gap {median:g} days)", ds.len(), ds.head(3).to_list()
+        source,
+        column,
+        f"daily, weekly, monthly or quarterly dates (median gap found: {median:g} days)",
+        ds.len(),
+        [str(d)[:10] for d in ds.head(3).to_list()],
     )
 
 
@@ -203,7 +228,8 @@ def holdout_periods(frame: pl.DataFrame, horizon: int | None = None, source: str
 
 
 def holdout(df: pl.DataFrame, seed: int = 42, horizon: int | None = None) -> pl.DataFrame:
-    """The last ``horizon`` periods (the frequency's default), which the first fit never saw.
+    """The last ``horizon`` periods (the frequency's default): the rows the saved model answers
+    from its last-origin fit, which never saw them (see the module docstring).
 
     ``seed`` is accepted for the shared interface; a time split needs none. The rows come back with
     ``ds`` and ``y`` plus every other column, oldest first.
@@ -212,123 +238,81 @@ def holdout(df: pl.DataFrame, seed: int = 42, horizon: int | None = None) -> pl.
     return frame.tail(holdout_periods(frame, horizon))
 
 
-# --- fitting ----------------------------------------------------------------------------------
+def regular_series(frame: pl.DataFrame, frequency: Frequency, regressors: Sequence[str], source: str, column: str = DS) -> Series:
+    """``frame`` on consecutive periods: two rows in one period are refused, a missing period is
+    filled by linear interpolation (check_gaps bounds how many)."""
+    pdf = frame.select(DS, Y, *regressors).to_pandas()
+    grid = Grid.for_dates(frequency, pdf[DS])
+    ordinals = grid.ordinals(pdf[DS])
+    duplicated = pd.Series(ordinals).duplicated(keep=False).to_numpy()
+    if duplicated.any():
+        examples = [str(d)[:10] for d in pdf[DS][duplicated].head(4)]
+        raise _contract_error(source, column, f"one row per {frequency.name} period", int(duplicated.sum()), examples)
+    full = np.arange(ordinals.min(), ordinals.max() + 1)
+    values = pdf.drop(columns=[DS]).set_index(ordinals).astype("float64").reindex(full).interpolate(limit_direction="both")
+    return Series(grid, int(full[0]), values[Y].to_numpy(), {name: values[name].to_numpy() for name in regressors})
 
 
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """NeuralProphet and pandas warn on every call about things that do not concern us (plotly
-    is not installed; metrics "in normalized scale" that we do not collect; pandas deprecations)."""
-    from salesrisk import runtime
-
-    runtime.quiet_libraries()
-    logging.getLogger("NP").setLevel(logging.ERROR)
-    logging.getLogger("NP.plotly").setLevel(logging.CRITICAL)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+# --- choosing the served method ---------------------------------------------------------------
 
 
-def _neuralprophet() -> Any:
-    """Import NeuralProphet and undo what its import does to the whole process: its "NP" logger at
-    INFO with a handler of its own, and every Python warning routed into that handler."""
-    first = "neuralprophet" not in sys.modules
-    with _quiet():
-        import neuralprophet
-    if first:
-        np_log = logging.getLogger("NP")
-        np_log.setLevel(logging.ERROR)
-        logging.captureWarnings(False)
-        warnings_log = logging.getLogger("py.warnings")
-        for handler in [h for h in warnings_log.handlers if h in np_log.handlers]:
-            warnings_log.removeHandler(handler)
-    return neuralprophet
-
-
-def _pandas(frame: pl.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    out = frame.select(columns).to_pandas()
-    out[DS] = pd.to_datetime(out[DS])
-    return out
-
-
-def train(
-    frame: pl.DataFrame,
-    frequency: Frequency,
-    regressors: Sequence[str] = (),
-    params: ForecastParams = ForecastParams(),
-) -> Any:
-    """One seeded NeuralProphet fit on ``frame`` (``ds``, ``y``, regressors); pure (no files).
-
-    Metrics collection is off, so lightning writes no logs, and there is no progress bar.
-    """
-    neuralprophet = _neuralprophet()
-    span = (frame.get_column(DS).max() - frame.get_column(DS).min()).days
-    yearly = frequency.yearly_order if span >= YEARLY_MIN_DAYS else False
-    weekly = frequency.weekly_order if frequency.weekly_order and span >= 14 else False
-    with _quiet():
-        neuralprophet.set_random_seed(params.seed)
-        model = neuralprophet.NeuralProphet(
-            yearly_seasonality=yearly,
-            weekly_seasonality=weekly,
-            daily_seasonality=False,
-            seasonality_mode=params.seasonality_mode or frequency.seasonality_mode,
-            n_changepoints=params.n_changepoints,
-            learning_rate=params.learning_rate,
-            epochs=params.epochs,
-            batch_size=params.batch_size,
-            collect_metrics=False,
-            accelerator="cpu",
+def _makers(frequency: Frequency, n_train: int, params: ForecastParams) -> dict[str, Callable[[], Forecaster]]:
+    """A fresh, unfitted forecaster per method name, for the methods this series can carry."""
+    makers: dict[str, Callable[[], Forecaster]] = {
+        "neuralprophet": lambda: NeuralProphetForecaster(
+            params.epochs, params.learning_rate, params.batch_size, params.n_changepoints, params.seasonality_mode, params.seed
         )
-        for name in regressors:
-            model.add_future_regressor(name)
-        model.fit(_pandas(frame, [DS, Y, *regressors]), freq="auto", progress=None, checkpointing=False)
-    dropped = sorted(set(regressors) - set(model_regressors(model)))
-    if dropped:
-        log.warning("regressors %s are constant over the fitted rows; NeuralProphet leaves them out", dropped)
-    return model
-
-
-def model_regressors(model: Any) -> tuple[str, ...]:
-    """The future regressors a fitted model uses (NeuralProphet drops constant ones while fitting)."""
-    return tuple(model.config_regressors.regressors or ())
-
-
-def point_forecast(model: Any, frame: pd.DataFrame | pl.DataFrame) -> np.ndarray:
-    """``yhat`` for each row of ``frame`` (``ds`` plus the model's regressors), in the frame's order."""
-    regressors = model_regressors(model)
-    data = frame if isinstance(frame, pd.DataFrame) else frame.to_pandas()
-    missing = [c for c in (DS, *regressors) if c not in data.columns]
-    if missing:
-        raise KeyError(f"input is missing columns {missing}; expected {DS} and regressors {list(regressors)}")
-    future = pd.DataFrame({DS: pd.to_datetime(data[DS]).to_numpy()})
-    for name in regressors:
-        future[name] = pd.to_numeric(data[name]).astype("float64").to_numpy()
-    unique = future.drop_duplicates(DS).sort_values(DS).reset_index(drop=True)
-    unique[Y] = np.nan
-    with _quiet():
-        predicted = model.predict(unique[[DS, Y, *regressors]])
-    by_date = pd.Series(predicted["yhat1"].to_numpy(dtype="float64"), index=pd.to_datetime(predicted[DS]))
-    by_date = by_date[~by_date.index.duplicated()]
-    return by_date.reindex(future[DS]).to_numpy()
-
-
-def scores(actual: np.ndarray, predicted: np.ndarray, prefix: str = "") -> dict[str, float]:
-    """MAPE (percent, over non-zero actuals), RMSE and MAE."""
-    nonzero = actual != 0
-    mape = 100 * mean_absolute_percentage_error(actual[nonzero], predicted[nonzero]) if nonzero.any() else math.nan
-    return {
-        f"{prefix}MAPE": float(mape),
-        f"{prefix}RMSE": float(root_mean_squared_error(actual, predicted)),
-        f"{prefix}MAE": float(mean_absolute_error(actual, predicted)),
     }
+    for name in dict.fromkeys([*BASELINES, *STATISTICAL]):
+        if name == "mstl" and frequency.season_length <= 24:
+            continue  # ETS and ARIMA already hold seasons this short
+        if statistical(name, frequency, n_train) is not None:
+            makers[name] = lambda name=name: statistical(name, frequency, n_train)  # type: ignore[misc]
+    return makers
 
 
-def conformal_half_width(errors: np.ndarray, level: float) -> float:
-    """Split-conformal quantile of absolute errors: covers ``level`` of new errors (exchangeable)."""
-    n = len(errors)
-    rank = math.ceil((n + 1) * level)
-    ordered = np.sort(np.abs(errors))
-    return float(ordered[min(rank, n) - 1])
+def _combine(parts: Sequence[backtest.Backtest]) -> backtest.Backtest:
+    """The plain mean of methods already backtested on the same origins (no refit needed)."""
+    last_fit = MeanForecaster([p.last_fit for p in parts])
+    return backtest.Backtest(last_fit.name, parts[0].actual, np.mean([p.predicted for p in parts], axis=0), last_fit)
+
+
+def run_backtests(series: Series, horizon: int, params: ForecastParams, source: str = "input") -> dict[str, backtest.Backtest]:
+    """Every candidate and baseline on the same rolling origins."""
+    frequency = series.grid.frequency
+    min_train = max(MIN_TRAIN_PERIODS, 2 * horizon)
+    cuts = backtest.origins(len(series.y), horizon, min_train, params.origins)
+    if not cuts:
+        raise _contract_error(
+            source,
+            "(rows)",
+            f"at least {min_train + horizon} {frequency.name} rows "
+            f"(a backtest horizon of {horizon} and twice as many to fit on)",
+            len(series.y),
+        )
+    results: dict[str, backtest.Backtest] = {}
+    for name, make in _makers(frequency, cuts[0], params).items():
+        results[name] = backtest.run(make, series, cuts, horizon)
+    for members in COMBINATIONS:
+        if all(m in results for m in members):
+            combined = _combine([results[m] for m in members])
+            results[combined.name] = combined
+    return results
+
+
+def choose(results: dict[str, backtest.Backtest]) -> tuple[str, str]:
+    """The method with the lowest backtest MAPE among the servable ones, and why, in one line."""
+    servable = {name: backtest.ranking_score(b) for name, b in results.items() if name != "naive"}
+    best = min(servable, key=lambda name: (not math.isfinite(servable[name]), servable[name]))
+    ranked = sorted(servable.items(), key=lambda item: item[1])
+    listing = ", ".join(f"{name} {score:.3g}" for name, score in ranked)
+    return best, f"lowest backtest MAPE (%) over {results[best].actual.shape[0]} origins: {listing}"
+
+
+def _fresh(name: str, makers: dict[str, Callable[[], Forecaster]]) -> Forecaster:
+    if name.startswith("mean("):
+        return MeanForecaster([makers[m]() for m in name[5:-1].split(",")])
+    return makers[name]()
 
 
 def fit_forecast(
@@ -336,51 +320,92 @@ def fit_forecast(
     regressors: Sequence[str] = (),
     params: ForecastParams = ForecastParams(),
     source: str = "input",
+    column: str = DS,
 ) -> TrainedForecast:
-    """Hold out the last horizon, fit and score; then refit on everything (unless ``refit`` is off)."""
-    frequency = detect_frequency(frame.get_column(DS), source)
+    """Backtest every method, choose one, size its intervals, and refit it on every row."""
+    frequency = detect_frequency(frame.get_column(DS), source, column)
     horizon = params.horizon or frequency.horizon
-    if frame.height - horizon < max(MIN_TRAIN_PERIODS, 2 * horizon):
-        raise _contract_error(
-            source,
-            "(rows)",
-            f"at least {max(MIN_TRAIN_PERIODS, 2 * horizon) + horizon} {frequency.name} rows "
-            f"(a held-out horizon of {horizon} and twice as many to fit on)",
-            frame.height,
-        )
-    early_rows, held = frame.head(frame.height - horizon), frame.tail(horizon)
-    early = train(early_rows, frequency, regressors, params)
-    actual = held.get_column(Y).to_numpy()
-    predicted = point_forecast(early, held)
-    metrics = scores(actual, predicted, prefix="holdout_")
-    interval = conformal_half_width(actual - predicted, params.interval_level)
-    final, seen = (train(frame, frequency, regressors, params), frame) if params.refit else (early, early_rows)
-    metrics = {**scores(seen.get_column(Y).to_numpy(), point_forecast(final, seen)), **metrics}
+    series = regular_series(frame, frequency, regressors, source, column)
+    results = run_backtests(series, horizon, params, source)
+    name, reason = choose(results)
+    chosen = results[name]
+    relative = bool((series.y > 0).all())
+    errors = backtest.relative(chosen.errors, chosen.predicted) if relative else chosen.errors
+    widths = backtest.step_widths(errors, params.interval_level)
+    gate_end = series.end - horizon
+    served = _fresh(name, _makers(frequency, len(series.y), params)).fit(series) if params.refit else chosen.last_fit
+    metrics = {
+        **backtest.scores(chosen.actual[-1], chosen.predicted[-1]),
+        **backtest.scores(chosen.actual, chosen.predicted, prefix="backtest_"),
+        **backtest.per_step(chosen, "backtest_"),
+        "interval_coverage": backtest.coverage(errors, params.interval_level),
+        **{f"interval_half_width_h{k + 1:02d}": float(w) for k, w in enumerate(widths)},
+    }
+    for baseline in ("naive", "seasonal_naive", "neuralprophet"):
+        if baseline in results:
+            metrics |= backtest.scores(results[baseline].actual, results[baseline].predicted, prefix=f"{baseline}_")
+            metrics |= backtest.per_step(results[baseline], f"{baseline}_")
+    for other, result in results.items():
+        metrics[f"backtest_{_metric_name(other)}_MAPE"] = backtest.ranking_score(result)
+    used = tuple(r for nps in _neuralprophets(served) for r in nps.regressors)
     return TrainedForecast(
-        model=final,
-        frequency=frequency,
-        regressors=model_regressors(final),
-        interval=interval,
+        served=served,
+        gate=chosen.last_fit,
+        grid=series.grid,
+        end=series.end if params.refit else gate_end,
+        gate_end=gate_end,
+        widths=widths,
+        relative=relative,
         horizon=horizon,
-        metrics=metrics,
-        rows={"fit": seen.height, "holdout": held.height},
+        metrics={k: v for k, v in metrics.items() if math.isfinite(v)},
+        regressors=tuple(dict.fromkeys(used)),
+        backtests=results,
+        reason=reason,
+        rows={"fit": len(series.y) if params.refit else len(series.y) - horizon, "holdout": horizon, "origins": chosen.actual.shape[0]},
     )
+
+
+def _metric_name(method: str) -> str:
+    """``mean(auto_ets,auto_arima)`` -> ``mean_auto_ets_auto_arima`` (MLflow metric names)."""
+    return method.replace("(", "_").replace(")", "").replace(",", "_")
+
+
+def _neuralprophets(forecaster: Forecaster) -> list[NeuralProphetForecaster]:
+    if isinstance(forecaster, NeuralProphetForecaster):
+        return [forecaster]
+    if isinstance(forecaster, MeanForecaster):
+        return [n for m in forecaster.members for n in _neuralprophets(m)]
+    return []
 
 
 # --- serving ----------------------------------------------------------------------------------
 
 
-def forecast_frame(model: Any, interval: float, frame: pd.DataFrame) -> pd.DataFrame:
-    """``ds``, ``yhat``, ``yhat_lower``, ``yhat_upper`` for each row of ``frame``, in its order."""
-    yhat = point_forecast(model, frame)
-    return pd.DataFrame(
-        {
-            "ds": pd.to_datetime(pd.DataFrame(frame)[DS]).to_numpy(),
-            "yhat": yhat,
-            "yhat_lower": yhat - interval,
-            "yhat_upper": yhat + interval,
-        }
-    )
+def forecast_frame(trained: TrainedForecast | RevenueForecastModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """``ds``, ``yhat``, ``yhat_lower``, ``yhat_upper`` for each row of ``frame``, in its order.
+
+    Dates after the training data come from the served fit, dates inside it from the last-origin
+    fit; the half-width is that of the date's step ahead of the fit that answers it.
+    """
+    data = pd.DataFrame(frame)
+    regressors = trained.regressors
+    missing = [c for c in (DS, *regressors) if c not in data.columns]
+    if missing:
+        raise KeyError(f"input is missing columns {missing}; expected {DS} and regressors {list(regressors)}")
+    dates = pd.to_datetime(data[DS])
+    ordinals = trained.grid.ordinals(dates)
+    values = {name: pd.to_numeric(data[name]).astype("float64").to_numpy() for name in regressors}
+    yhat = np.full(len(ordinals), np.nan)
+    steps = np.zeros(len(ordinals), dtype=np.int64)
+    after = ordinals > trained.end
+    for mask, fitted, end in ((after, trained.served, trained.end), (~after, trained.gate, trained.gate_end)):
+        if mask.any():
+            yhat[mask] = fitted.predict(Future(ordinals[mask], {k: v[mask] for k, v in values.items()}))
+            steps[mask] = ordinals[mask] - end
+    half = backtest.widths_for(steps, np.asarray(trained.widths))
+    if trained.relative:
+        half = half * np.abs(yhat)
+    return pd.DataFrame({"ds": dates.to_numpy(), "yhat": yhat, "yhat_lower": yhat - half, "yhat_upper": yhat + half})
 
 
 def load_neuralprophet(path: str) -> Any:
@@ -393,7 +418,9 @@ def load_neuralprophet(path: str) -> Any:
     """
     import torch
 
-    neuralprophet = _neuralprophet()  # also registers the classes the pickle refers to
+    from models.forecasters import _quiet
+
+    neuralprophet = import_neuralprophet()  # also registers the classes the pickle refers to
     with _quiet():
         model = torch.load(path, weights_only=False, map_location="cpu")
         model.trainer, _ = neuralprophet.utils.configure_trainer(
@@ -409,44 +436,87 @@ def load_neuralprophet(path: str) -> Any:
 
 
 class RevenueForecastModel(mlflow.pyfunc.PythonModel):
-    """The served model: the NeuralProphet file is an artifact; the interval travels in the pickle."""
+    """The served model: both fits travel in the pickle, NeuralProphet's torch models as artifacts
+    (``np_served_0``, ``np_gate_0``, ...) reattached on load."""
 
-    def __init__(self, interval: float, frequency: str, level: float) -> None:
-        self.interval = interval
-        self.frequency = frequency
+    def __init__(self, trained: TrainedForecast, level: float) -> None:
+        self.served, self.gate = trained.served, trained.gate
+        self.grid, self.end, self.gate_end = trained.grid, trained.end, trained.gate_end
+        self.widths = np.asarray(trained.widths, dtype="float64")
+        self.relative = trained.relative
+        self.regressors = trained.regressors
+        self.frequency = trained.frequency.name
+        self.method = trained.served_name
         self.level = level
-        self._model: Any = None
+
+    @property
+    def _model(self) -> Any:
+        """The served NeuralProphet model when NeuralProphet alone serves (models/reports.py plots
+        its components), else ``None``."""
+        return self.served.model if isinstance(self.served, NeuralProphetForecaster) else None
 
     def load_context(self, context: Any) -> None:
-        self._model = load_neuralprophet(context.artifacts["model"])
+        for role, fitted in (("served", self.served), ("gate", self.gate)):
+            for i, nps in enumerate(_neuralprophets(fitted)):
+                nps.model = load_neuralprophet(context.artifacts[f"np_{role}_{i}"])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        return forecast_frame(self._model, self.interval, model_input)
+        return forecast_frame(self, model_input)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_model": None}
+
+def backtest_plot(trained: TrainedForecast, path: Path) -> Path:
+    """MAPE per horizon step of the served method, NeuralProphet and the two baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(8, 4.5))
+    names = dict.fromkeys([trained.served_name, "neuralprophet", "seasonal_naive", "naive"])
+    for name in names:
+        result = trained.backtests.get(name)
+        if result is None:
+            continue
+        steps = np.arange(1, result.actual.shape[1] + 1)
+        mape = [backtest.scores(result.actual[:, k], result.predicted[:, k])["MAPE"] for k in range(len(steps))]
+        ax.plot(steps, mape, marker="o", label=f"{name}{' (served)' if name == trained.served_name else ''}")
+    ax.set_xlabel(f"horizon step ({trained.frequency.name} periods ahead)")
+    ax.set_ylabel("MAPE (%)")
+    ax.set_title(f"Rolling-origin backtest, {trained.rows.get('origins', '?')} origins")
+    ax.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
 
 
 def save(trained: TrainedForecast, model_dir: Path, example: pl.DataFrame, level: float) -> None:
     """Write ``trained`` as an MLflow pyfunc model at ``model_dir``."""
-    neuralprophet = _neuralprophet()
     with tempfile.TemporaryDirectory(dir=model_dir.parent) as tmp:
-        path = Path(tmp, "model.np")
-        neuralprophet.save(trained.model, str(path))
-        input_example = _pandas(example.tail(5), [DS, *trained.regressors])
-        output_example = forecast_frame(trained.model, trained.interval, input_example)
+        artifacts: dict[str, str] = {"backtest_plot": str(backtest_plot(trained, Path(tmp, "backtest.png")))}
+        uses_np = False
+        for role, fitted in (("served", trained.served), ("gate", trained.gate)):
+            for i, nps in enumerate(_neuralprophets(fitted)):
+                path = Path(tmp, f"np_{role}_{i}.np")
+                import_neuralprophet().save(nps.model, str(path))
+                artifacts[f"np_{role}_{i}"] = str(path)
+                uses_np = True
+        python_model = RevenueForecastModel(trained, level)
+        input_example = example.tail(5).select(DS, *trained.regressors).to_pandas()
+        input_example[DS] = pd.to_datetime(input_example[DS])
         pyfunc_support.save_pyfunc(
             model_dir,
-            RevenueForecastModel(trained.interval, trained.frequency.name, level),
-            {"model": str(path)},
+            python_model,
+            artifacts,
             input_example,
-            ["torch", "neuralprophet", "pytorch-lightning"],
-            output_example=output_example,
+            [*(["torch", "neuralprophet", "pytorch-lightning"] if uses_np else []), "statsforecast"],
+            output_example=forecast_frame(trained, input_example),
             metadata={
                 "model_id": MODEL_ID,
                 "frequency": trained.frequency.name,
+                "served_model": trained.served_name,
                 "regressors": list(trained.regressors),
-                "interval": f"split conformal, level {level}, half-width {trained.interval:.6g}",
+                "interval": f"normalised split conformal per horizon step, level {level}",
                 "mape_unit": "percent",
             },
         )
@@ -466,7 +536,11 @@ def evaluate(predictor: Any, df: pl.DataFrame) -> dict[str, float]:
     predicted = pd.Series(answer["yhat"].to_numpy(dtype="float64"), index=pd.to_datetime(answer["ds"]))
     predicted = predicted[~predicted.index.duplicated()]
     actual = frame.get_column(Y).to_numpy()
-    return scores(actual, predicted.reindex(pd.to_datetime(frame.get_column(DS).to_pandas())).to_numpy())
+    return backtest.scores(actual, predicted.reindex(pd.to_datetime(frame.get_column(DS).to_pandas())).to_numpy())
+
+
+scores = backtest.scores
+conformal_half_width = backtest.conformal_quantile
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -475,7 +549,7 @@ def evaluate(predictor: Any, df: pl.DataFrame) -> dict[str, float]:
 def fit(df: pl.DataFrame, features: list[str], args: argparse.Namespace, model_dir: Path) -> trainer.FitResult:
     frame = normalise(df, args.training_data)
     pair = value_pair(df.columns) or (DS, Y)
-    check_gaps(frame.get_column(DS), detect_frequency(frame.get_column(DS), args.training_data), args.training_data, pair[0])
+    check_gaps(frame.get_column(DS), detect_frequency(frame.get_column(DS), args.training_data, pair[0]), args.training_data, pair[0])
     regressors = [f for f in dict.fromkeys([*features, *([args.holidays] if args.holidays else [])]) if f not in (*pair, DS, Y)]
     check_regressors(frame, regressors, args.training_data, args.holidays)
     params = ForecastParams(
@@ -488,18 +562,24 @@ def fit(df: pl.DataFrame, features: list[str], args: argparse.Namespace, model_d
         interval_level=args.interval_level,
         refit=args.refit,
         seed=args.seed,
+        origins=args.origins,
     )
-    trained = fit_forecast(frame, regressors, params, args.training_data)
+    trained = fit_forecast(frame, regressors, params, args.training_data, pair[0])
     save(trained, model_dir, frame, params.interval_level)
+    log.info("%s serves: %s", trained.served_name, trained.reason)
     return trainer.FitResult(
         trained.metrics,
         {
             "frequency": trained.frequency.name,
+            "pandas_frequency": trained.grid.np_freq,
             "horizon_used": trained.horizon,
+            "interval_scale": "share of yhat" if trained.relative else "revenue units",
+            "served_model": trained.served_name,
+            "selection_reason": trained.reason,
             "regressors": ",".join(trained.regressors),
-            "interval_half_width": trained.interval,
             "rows_fit": trained.rows["fit"],
             "rows_holdout": trained.rows["holdout"],
+            "backtest_origins": trained.rows["origins"],
             "series": f"{pair[0]},{pair[1]}",
         },
     )
@@ -519,11 +599,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--regressors",
         dest="features",
         default=None,
-        help="comma-separated numeric future-regressor columns (same as --features; 'auto' for all)",
+        help="comma-separated numeric future-regressor columns for NeuralProphet (same as --features; 'auto' for all)",
     )
     parser.add_argument("--holidays", default=None, help="a 0/1 holiday flag column, e.g. Holiday_Flag")
     parser.add_argument(
-        "--horizon", type=trainer.positive_int, default=None, help="held-out last periods (default 30 daily, 13 weekly, 3 monthly)"
+        "--horizon",
+        type=trainer.positive_int,
+        default=None,
+        help="backtest horizon and held-out last periods (default 28 daily, 13 weekly, 12 monthly, 8 quarterly)",
     )
     parser.add_argument("--epochs", type=trainer.positive_int, default=defaults.epochs)
     parser.add_argument("--learning-rate", type=trainer.positive_float, default=defaults.learning_rate)
@@ -533,14 +616,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--seasonality-mode",
         choices=("additive", "multiplicative"),
         default=None,
-        help="default: multiplicative for daily data, additive for weekly and monthly",
+        help="NeuralProphet's; default: multiplicative for daily data, additive otherwise",
     )
     parser.add_argument("--interval-level", type=_level, default=defaults.interval_level)
+    parser.add_argument("--origins", type=trainer.positive_int, default=defaults.origins, help="backtest origins (at most)")
     parser.add_argument(
         "--refit",
         action=argparse.BooleanOptionalAction,
         default=defaults.refit,
-        help="save a model refit on all rows (default) or the one fit without the held-out horizon",
+        help="serve future dates from a fit on all rows (default) or from the last backtest origin's fit",
     )
     return parser
 

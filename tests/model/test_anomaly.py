@@ -20,9 +20,10 @@ def trained(anomaly_path, trainer_cli, tmp_path_factory):
 
 
 def test_cli_writes_runbook_metrics_logged_to_mlflow(trained, check_trained):
-    metrics = check_trained(trained, {"F1"})
+    metrics = check_trained(trained, {"F1", "validation_F1", "chosen_contamination"})
     assert trained.model_name == "anomaly-detection-isolation-forest"
     assert metrics["F1"] > 0.7  # the generated outliers sit far from the inliers
+    assert 0 < metrics["chosen_contamination"] <= 0.5
 
 
 def test_model_loads_in_fresh_process_with_its_own_code(trained, anomaly_path, fresh_predict, tmp_path):
@@ -44,14 +45,15 @@ def test_scores_rank_outliers_first_and_holdout_reproduces_f1(trained, anomaly_p
     rows = anomaly.holdout(data)
     assert rows.height == round(0.2 * data.height)
     assert rows["is_anomaly"].sum() == pytest.approx(0.2 * truth.sum(), abs=1)  # stratified
-    assert anomaly.evaluate(model, rows) == pytest.approx(trained.metrics)
+    assert anomaly.evaluate(model, rows) == pytest.approx({"F1": trained.metrics["F1"]})
 
 
 def test_without_labels_metrics_hold_the_flagged_share(make_anomalies, trainer_main, check_trained, tmp_path):
     data = tmp_path / "unlabelled.parquet"
     make_anomalies(300, label=False).write_parquet(data)
     run = trainer_main("anomaly", data, tmp_path, "--param-contamination", "0.2", "--param-n-estimators", "30")
-    metrics = check_trained(run, {"anomaly_rate"})
+    metrics = check_trained(run, {"anomaly_rate", "chosen_contamination"})
+    assert metrics["chosen_contamination"] == 0.2  # no labels: the runbook's share, as given
     assert 0.05 <= metrics["anomaly_rate"] <= 0.4
 
 
@@ -84,3 +86,46 @@ def test_non_numeric_label_is_bad_input(make_anomalies, trainer_cli, check_bad_i
     data = tmp_path / "bad-label.parquet"
     make_anomalies(60).with_columns(pl.lit("yes").alias("is_anomaly")).write_parquet(data)
     check_bad_input(trainer_cli("anomaly", data, tmp_path, *PARAMS), data, "is_anomaly")
+
+
+def test_a_text_only_file_exits_2_naming_its_columns_and_writes_nothing(trainer_cli, check_bad_input, tmp_path):
+    """Through the command line in a real process, like tests/reliability: exit code and files."""
+    data = tmp_path / "text-only.parquet"
+    pl.DataFrame({"comment": [f"note {i}" for i in range(60)], "owner": ["ann", "bob"] * 30}).write_parquet(data)
+    run = trainer_cli("anomaly", data, tmp_path, *PARAMS)
+    check_bad_input(run, data, "numeric feature")
+    assert "comment" in run.done.stderr and "owner" in run.done.stderr
+    assert not run.output.exists() or not any(run.output.iterdir())
+
+
+def test_labels_choose_a_share_near_the_true_rate_and_beat_the_runbook_share():
+    """3 % outliers: the runbook's 10 % flags three inliers per outlier; the validation folds find
+    a share near the true rate, and F1 on rows no forest saw goes up."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(5)
+    n, outliers = 2000, 60
+    x = rng.normal(0, 1, (n, 4))
+    x[:outliers] += rng.choice([-1, 1], (outliers, 4)) * rng.uniform(2.5, 4, (outliers, 4))
+    frame = pl.DataFrame({f"x{i}": x[:, i] for i in range(4)}).with_columns(
+        pl.Series("is_anomaly", (np.arange(n) < outliers).astype(np.int64))
+    )
+    train_df, test_df = anomaly.split(frame, 0)
+    features = [f"x{i}" for i in range(4)]
+    params = anomaly.AnomalyParams(n_estimators=50, seed=0)
+    threshold = anomaly.choose_contamination(train_df, features, params)
+    assert 0.015 <= threshold.contamination <= 0.06
+    tuned = anomaly.train(train_df, features, anomaly.AnomalyParams(threshold.contamination, 50, 0))
+    truth = test_df["is_anomaly"].to_numpy() == 1
+    ours = f1_score(truth, anomaly.score_frame(tuned.pipeline, tuned.spec, test_df.to_pandas())["is_anomaly"])
+    plain = IsolationForest(n_estimators=50, contamination=0.1, random_state=0).fit(train_df.select(features).to_numpy())
+    assert ours > f1_score(truth, plain.predict(test_df.select(features).to_numpy()) == -1)
+
+
+def test_best_share_counts_ties_as_one_cut():
+    share, f1 = anomaly.best_share(np.array([0.1, 0.1, 0.2, 0.3, 0.6]), np.array([True, True, False, True, False]))
+    assert share == 0.3 and f1 == pytest.approx(2 * 3 / (4 + 3))  # 0.6 is above the 0.5 cap
+    # two rows tie at 0.1: flagging "the first of them" is no cut a threshold can make
+    share, f1 = anomaly.best_share(np.array([0.1, 0.1, 0.4]), np.array([True, False, False]))
+    assert share == 0.1 and f1 == pytest.approx(2 / 3)

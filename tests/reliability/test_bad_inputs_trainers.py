@@ -125,7 +125,7 @@ CASES: list[Case] = [
          ("'date'", "unique (date)")),
     # too few rows: no top-up applies once a file reaches a trainer (models.prepare tops up; see test_bad_inputs_data.py)
     Case("too-few-rows-risk-scoring", "models.risk_scoring", frame(lambda: opp(12)), ("'target_risk'", "at least 20 rows")),
-    Case("too-few-rows-revenue", "models.revenue_forecast", frame(lambda: rev(40)), ("'(rows)'", "at least 90 daily rows")),
+    Case("too-few-rows-revenue", "models.revenue_forecast", frame(lambda: rev(40)), ("'(rows)'", "at least 84 daily rows")),
     Case("too-few-rows-anomaly", "models.anomaly", frame(lambda: frames.anomalies(6)), ("'(rows)'", "at least 10 rows")),
     # --- where the file is
     Case("azureml-reference-on-local-compute", "models.win_probability", nothing, ("azureml:<name>:<version>", "compute=azureml"),
