@@ -8,7 +8,7 @@ requested date is answered by the period it falls in.
 NeuralProphet is the runbook's model; the statistical ones are statsforecast's (AutoETS,
 AutoARIMA, SeasonalNaive, Naive, MSTL) and a combination is the plain mean of its members, the
 combination the forecasting literature finds hard to beat (M3/M4). Which one serves is not
-decided here: models/backtest.py scores them on rolling origins and models/revenue_forecast.py
+decided here: models/backtest.py scores them on rolling origins and the revenue trainer
 picks the best.
 """
 
@@ -243,7 +243,7 @@ class NeuralProphetForecaster(Forecaster):
 
     def __getstate__(self) -> dict[str, Any]:
         # The torch model is saved with NeuralProphet's own format beside the pickle (see
-        # revenue_forecast.save); the pickle carries the rest.
+        # the revenue trainer's save); the pickle carries the rest.
         return {**self.__dict__, "model": None}
 
 
