@@ -32,7 +32,7 @@ def test_retrain_all_runs_to_the_end_on_azure_ml(
         key = catalog.endpoint_key(model_id)
         row = next(r for r in rows if r["model"] == catalog.registered_name(model_id))
         assert row["version"] == "1" and row["endpoint"] == key
-        assert row["scoring_url"] == f"https://{endpoint_name(key)}.westeurope.inference.ml.azure.com/score"
+        assert row["scoring URL"] == f"`POST https://{endpoint_name(key)}.westeurope.inference.ml.azure.com/score`"
         endpoint = executing_workspace.endpoints[endpoint_name(key)]
         assert endpoint.traffic == {"blue": 100}
         # the deploy's smoke request went to the model itself: one answer per sample row

@@ -75,7 +75,8 @@ def test_shift_in_logged_inputs_is_flagged_unshifted_is_not_and_a_missing_deploy
     assert alarm["action_result"].startswith("retraining not triggered: deployment 'win-probability/default'")
     assert "ObjectNotFound" in alarm["action_result"]
     assert set(calm_artifacts) == {"monitoring-report"}
-    assert set(artifacts) == {"monitoring-breach-win-probability", "monitoring-report"}
+    # the rollback also publishes the model's promotion ledger
+    assert set(artifacts) == {"monitoring-breach-win-probability", "monitoring-report", "ledger-win-probability-model"}
     breach = artifacts["monitoring-breach-win-probability"].data
     assert "PSI:amount" in breach and "**retrain**" in breach
     assert "| amount |" in artifacts["monitoring-report"].data
@@ -112,7 +113,8 @@ def test_degraded_live_brier_rolls_back_to_the_previous_version(isolated: Path, 
     assert result["action_result"] == f"rolled back to {first.model_name} v{first.version} (was v{second.version})"
     assert endpoints.current(KEY).version == first.version
 
-    assert set(artifacts) == {"monitoring-breach-win-probability", "monitoring-report"}
+    # the rollback also publishes the model's promotion ledger
+    assert set(artifacts) == {"monitoring-breach-win-probability", "monitoring-report", "ledger-win-probability-model"}
     report = artifacts["monitoring-report"].data
     assert f"{second.model_name} v{second.version}" in report and "rolled back to" in report
     png = storage.read_bytes(storage.join(lake, "ml_monitoring", "reports", "drift_over_time.png"))
