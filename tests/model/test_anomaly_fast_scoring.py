@@ -94,6 +94,7 @@ def test_the_trainers_model_serves_sklearns_answer(trained_model):
     rng = np.random.default_rng(11)
     inputs = frame.drop("is_anomaly").to_pandas()
     random_rows = pd.DataFrame({name: rng.normal(0, 3, 300) for name in ["x0", "x1", "x2", "x3"]})
+    random_rows.loc[::7, "x2"] = np.nan
     random_rows["segment"] = rng.choice(["a", "b", "never-seen", None], 300)
     for rows in (inputs, random_rows, inputs.head(1)):
         served = model.predict(rows)
@@ -114,3 +115,43 @@ def test_preprocessing_still_runs(trained_model):
     raw = x.assign(segment=(x["segment"] == "b").astype(float)).to_numpy()
     stacked = python_model._scorer.forest
     assert not np.allclose(stacked.score_samples(raw), python_model._scorer.score_samples(x))
+
+
+def test_the_trainers_preprocessing_is_reproduced_exactly(trained_model):
+    frame, model = trained_model
+    python_model = model.unwrap_python_model()
+    fast = python_model._scorer.preprocess
+    assert isinstance(fast, forest_scoring.TabularPreprocess)
+    rows = frame.drop("is_anomaly").to_pandas()
+    rows.loc[::4, "x1"] = np.nan
+    rows.loc[::5, "segment"] = "never-seen"
+    rows.loc[::6, "segment"] = None
+    x = tabular.model_frame(rows, python_model.spec)
+    np.testing.assert_array_equal(fast.transform(x), python_model._pipeline[:-1].transform(x))
+
+
+def test_other_preprocessing_is_left_to_sklearn():
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "s": ["x", "y", "x"]})
+    other = ColumnTransformer([("numeric", StandardScaler(), ["a"]), ("categorical", OneHotEncoder(), ["s"])]).fit(frame)
+    assert forest_scoring.tabular_preprocess(other) is None
+    pipeline = Pipeline([("preprocess", other), ("forest", IsolationForest(n_estimators=5, random_state=0))]).fit(frame)
+    scorer = forest_scoring.pipeline_scorer(pipeline)
+    assert scorer.preprocess is not None and not isinstance(scorer.preprocess, forest_scoring.TabularPreprocess)
+    np.testing.assert_allclose(scorer.score_samples(frame), pipeline.score_samples(frame), rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("options", [{}, {"max_features": 0.5}])
+def test_the_level_walk_and_the_per_tree_apply_find_the_same_leaves(options):
+    """Small requests walk the stacked arrays, large ones call each tree's apply: both must agree
+    on every row, including rows with missing values."""
+    rng = np.random.default_rng(21)
+    forest = IsolationForest(n_estimators=30, random_state=2, **options).fit(rng.normal(size=(300, 4)))
+    stacked = forest_scoring.stack_forest(forest)
+    x = (rng.normal(size=(forest_scoring.APPLY_FROM_ROWS + 50, 4)) * 3).astype(np.float32)
+    x[::6, 2] = np.nan
+    np.testing.assert_array_equal(stacked.leaves_by_walk(x), stacked.leaves_by_tree(x))
+    check_same(forest, x)  # APPLY_FROM_ROWS rows or more: the per-tree path
+    check_same(forest, x[: forest_scoring.APPLY_FROM_ROWS - 1])  # the walk
