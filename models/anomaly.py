@@ -41,7 +41,7 @@ import pandas as pd
 import polars as pl
 from sklearn.metrics import f1_score
 
-from models import pyfunc_support, splits, tabular, trainer
+from models import forest_scoring, pyfunc_support, splits, tabular, trainer
 from salesrisk import catalog
 
 MODEL_ID = "anomaly"
@@ -185,9 +185,9 @@ def score_frame(pipeline: Any, spec: tabular.FeatureSpec, frame: pd.DataFrame, s
     ``score_samples - offset_ < 0``, applied to the scores already computed. ``scorer`` (from
     ``forest_scoring.pipeline_scorer``) gives the same scores without scikit-learn's per-tree loop.
     """
-    x = tabular.model_frame(frame, spec)
     if scorer is None:
         scorer = _SklearnScorer(pipeline)
+    x = frame if forest_scoring.takes_frame_as_is(scorer, frame, spec) else tabular.model_frame(frame, spec)
     scores = scorer.score_samples(x)
     return pd.DataFrame(
         {
@@ -221,8 +221,6 @@ class AnomalyModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: Any) -> None:
         import joblib
-
-        from models import forest_scoring
 
         self._pipeline = joblib.load(context.artifacts["model"])
         self._scorer = forest_scoring.pipeline_scorer(self._pipeline)

@@ -273,3 +273,20 @@ def pipeline_scorer(pipeline: Any) -> PipelineScorer | None:
     if preprocess is not None:
         preprocess = tabular_preprocess(preprocess) or preprocess
     return PipelineScorer(preprocess, forest)
+
+
+def takes_frame_as_is(scorer: Any, frame: Any, spec: Any) -> bool:
+    """Whether ``scorer`` can read ``frame`` without ``tabular.model_frame`` (about 0.25 ms per
+    column): a fast scorer of numbers only, every feature present as a plain numpy int or float
+    column, which it converts to float64 exactly as ``model_frame`` would."""
+    if not isinstance(scorer, PipelineScorer) or not isinstance(scorer.preprocess, TabularPreprocess):
+        return False
+    if scorer.preprocess.categorical or spec.categorical or not hasattr(frame, "dtypes"):
+        return False
+    columns = frame.columns
+    if not all(name in columns for name in spec.columns):
+        return False
+    dtypes = frame.dtypes
+    return all(
+        isinstance(dtypes[name], np.dtype) and dtypes[name].kind in "fiu" for name in scorer.preprocess.numeric
+    )

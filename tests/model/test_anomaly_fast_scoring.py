@@ -155,3 +155,24 @@ def test_the_level_walk_and_the_per_tree_apply_find_the_same_leaves(options):
     np.testing.assert_array_equal(stacked.leaves_by_walk(x), stacked.leaves_by_tree(x))
     check_same(forest, x)  # APPLY_FROM_ROWS rows or more: the per-tree path
     check_same(forest, x[: forest_scoring.APPLY_FROM_ROWS - 1])  # the walk
+
+
+def test_numeric_frames_skip_model_frame_with_the_same_answer(make_anomalies, tmp_path):
+    """A numbers-only model reads float and int columns as they come (JSON turns 5.0 into 5); any
+    other column type still goes through tabular.model_frame."""
+    frame = make_anomalies(300)
+    features = ["x0", "x1", "x2", "x3"]
+    trained = anomaly.train(frame, features, anomaly.AnomalyParams(n_estimators=30))
+    scorer = forest_scoring.pipeline_scorer(trained.pipeline)
+    rows = frame.select(features).to_pandas()
+    rows["x1"] = rows["x1"].round().astype("int64")
+    rows.loc[::5, "x2"] = np.nan
+    assert forest_scoring.takes_frame_as_is(scorer, rows, trained.spec)
+    as_objects = rows.astype(object)
+    assert not forest_scoring.takes_frame_as_is(scorer, as_objects, trained.spec)
+    assert not forest_scoring.takes_frame_as_is(scorer, rows.drop(columns="x0"), trained.spec)
+    expected = anomaly.score_frame(trained.pipeline, trained.spec, rows)  # scikit-learn, via model_frame
+    pd.testing.assert_frame_equal(anomaly.score_frame(trained.pipeline, trained.spec, rows, scorer), expected, rtol=0, atol=TOLERANCE)
+    pd.testing.assert_frame_equal(anomaly.score_frame(trained.pipeline, trained.spec, as_objects, scorer), expected, rtol=0, atol=TOLERANCE)
+    with pytest.raises(KeyError, match="x0"):
+        anomaly.score_frame(trained.pipeline, trained.spec, rows.drop(columns="x0"), scorer)
