@@ -41,7 +41,7 @@ import pandas as pd
 import polars as pl
 from sklearn.metrics import f1_score
 
-from models import pyfunc_support, splits, tabular, trainer
+from models import forest_scoring, pyfunc_support, splits, tabular, trainer
 from salesrisk import catalog
 
 MODEL_ID = "anomaly"
@@ -178,34 +178,58 @@ def best_share(ranks: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return float(sorted_ranks[best]), float(f1[best])
 
 
-def score_frame(pipeline: Any, spec: tabular.FeatureSpec, frame: pd.DataFrame) -> pd.DataFrame:
-    """``anomaly_score`` (higher is more anomalous) and ``is_anomaly`` (the forest's threshold)."""
-    x = tabular.model_frame(frame, spec)
+def score_frame(pipeline: Any, spec: tabular.FeatureSpec, frame: pd.DataFrame, scorer: Any = None) -> pd.DataFrame:
+    """``anomaly_score`` (higher is more anomalous) and ``is_anomaly`` (the forest's threshold).
+
+    Both come from one pass over the forest: ``is_anomaly`` is IsolationForest.predict's own rule,
+    ``score_samples - offset_ < 0``, applied to the scores already computed. ``scorer`` (from
+    ``forest_scoring.pipeline_scorer``) gives the same scores without scikit-learn's per-tree loop.
+    """
+    if scorer is None:
+        scorer = _SklearnScorer(pipeline)
+    x = frame if forest_scoring.takes_frame_as_is(scorer, frame, spec) else tabular.model_frame(frame, spec)
+    scores = scorer.score_samples(x)
     return pd.DataFrame(
         {
-            "anomaly_score": (-pipeline.score_samples(x)).astype("float64"),
-            "is_anomaly": pipeline.predict(x) == -1,
+            "anomaly_score": (-scores).astype("float64"),
+            "is_anomaly": scorer.is_outlier(scores),
         }
     )
 
 
+class _SklearnScorer:
+    """The pipeline's own ``score_samples``, thresholded like its ``predict``."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+
+    def score_samples(self, x: pd.DataFrame) -> np.ndarray:
+        return self.pipeline.score_samples(x)
+
+    def is_outlier(self, scores: np.ndarray) -> np.ndarray:
+        return (scores - self.pipeline.steps[-1][1].offset_) < 0
+
+
 class AnomalyModel(mlflow.pyfunc.PythonModel):
-    """The served model; the fitted Pipeline is a joblib artifact."""
+    """The served model; the fitted Pipeline is a joblib artifact, scored by the stacked forest
+    built from it at load (scikit-learn itself when the pipeline is not of the expected shape)."""
 
     def __init__(self, spec: tabular.FeatureSpec) -> None:
         self.spec = spec
         self._pipeline: Any = None
+        self._scorer: Any = None
 
     def load_context(self, context: Any) -> None:
         import joblib
 
         self._pipeline = joblib.load(context.artifacts["model"])
+        self._scorer = forest_scoring.pipeline_scorer(self._pipeline)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        return score_frame(self._pipeline, self.spec, model_input)
+        return score_frame(self._pipeline, self.spec, model_input, self._scorer)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_pipeline": None}
+        return {**self.__dict__, "_pipeline": None, "_scorer": None}
 
 
 def save(trained: TrainedAnomaly, model_dir: Path, example: pl.DataFrame) -> None:

@@ -1,0 +1,178 @@
+"""The served anomaly model scores with the stacked forest (models/forest_scoring.py): the same
+floats as scikit-learn's ``score_samples`` and the same flags as its ``predict``, on the trainer's
+own model and on forests of other shapes; anything else falls back to scikit-learn."""
+
+from __future__ import annotations
+
+import argparse
+
+import mlflow
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from sklearn.ensemble import IsolationForest
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from models import anomaly, forest_scoring, tabular
+
+TOLERANCE = 1e-12
+
+
+def check_same(forest: IsolationForest, x: np.ndarray) -> None:
+    stacked = forest_scoring.stack_forest(forest)
+    assert stacked is not None
+    ours = stacked.score_samples(x)
+    np.testing.assert_allclose(ours, forest.score_samples(x), rtol=0, atol=TOLERANCE)
+    np.testing.assert_array_equal(stacked.is_outlier(ours), forest.predict(x) == -1)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"max_features": 0.5},  # each tree sees its own subset of columns
+        {"max_features": 3, "bootstrap": True, "contamination": "auto"},
+        {"max_samples": 40, "contamination": 0.05},
+        {"max_samples": 1.0, "n_estimators": 7},  # deeper trees than the default 256 rows give
+    ],
+)
+def test_random_forests_score_like_sklearn(options):
+    rng = np.random.default_rng(3)
+    train = rng.normal(size=(600, 5)) * [1, 10, 0.1, 1, 3]
+    forest = IsolationForest(**{"n_estimators": 60, "random_state": 4, **options}).fit(train)
+    unseen = rng.standard_t(2, size=(500, 5)) * 4
+    check_same(forest, unseen)
+    check_same(forest, train)  # includes the rows offset_ was cut from: a tie must stay a tie
+    check_same(forest, unseen[:1])
+
+
+def test_missing_values_follow_the_trees_like_sklearn():
+    rng = np.random.default_rng(8)
+    train = rng.normal(size=(400, 4))
+    train[::9, 1] = np.nan
+    forest = IsolationForest(n_estimators=40, random_state=0).fit(train)
+    unseen = rng.normal(size=(300, 4)) * 2
+    unseen[::5, 0] = np.nan
+    unseen[::7, 1] = np.nan
+    check_same(forest, unseen)
+
+
+def test_wrong_width_is_refused():
+    forest = IsolationForest(n_estimators=5, random_state=0).fit(np.random.default_rng(0).normal(size=(50, 3)))
+    with pytest.raises(ValueError, match="3"):
+        forest_scoring.stack_forest(forest).score_samples(np.zeros((2, 4)))
+
+
+def test_other_shapes_fall_back_to_sklearn():
+    x = np.random.default_rng(1).normal(size=(80, 3))
+    assert forest_scoring.stack_forest(IsolationForest()) is None  # not fitted
+    assert forest_scoring.pipeline_scorer(Pipeline([("scale", StandardScaler().fit(x))])) is None
+    assert forest_scoring.pipeline_scorer("not a pipeline") is None
+
+
+@pytest.fixture(scope="module")
+def trained_model(make_anomalies, tmp_path_factory):
+    """The trainer's own model, through ``fit`` (threshold chosen on labels), saved and reloaded."""
+    frame = make_anomalies(400).with_columns(
+        pl.Series("segment", np.where(np.arange(400) % 3 == 0, "a", "b")),
+    )
+    out = tmp_path_factory.mktemp("anomaly-fast") / "model"
+    args = argparse.Namespace(
+        training_data="memory", seed=42, param_contamination=0.1, param_n_estimators=50, tune_threshold=True
+    )
+    anomaly.fit(frame, ["x0", "x1", "x2", "x3", "segment"], args, out)
+    return frame, mlflow.pyfunc.load_model(str(out))
+
+
+def test_the_trainers_model_serves_sklearns_answer(trained_model):
+    frame, model = trained_model
+    python_model = model.unwrap_python_model()
+    pipeline, spec = python_model._pipeline, python_model.spec
+    assert python_model._scorer is not None  # the fast path is the one being served
+    rng = np.random.default_rng(11)
+    inputs = frame.drop("is_anomaly").to_pandas()
+    random_rows = pd.DataFrame({name: rng.normal(0, 3, 300) for name in ["x0", "x1", "x2", "x3"]})
+    random_rows.loc[::7, "x2"] = np.nan
+    random_rows["segment"] = rng.choice(["a", "b", "never-seen", None], 300)
+    for rows in (inputs, random_rows, inputs.head(1)):
+        served = model.predict(rows)
+        x = tabular.model_frame(rows, spec)
+        np.testing.assert_allclose(served["anomaly_score"], -pipeline.score_samples(x), rtol=0, atol=TOLERANCE)
+        np.testing.assert_array_equal(served["is_anomaly"].to_numpy(), pipeline.predict(x) == -1)
+        expected = anomaly.score_frame(pipeline, spec, rows)  # no scorer: scikit-learn itself
+        pd.testing.assert_frame_equal(served, expected, check_exact=False, rtol=0, atol=TOLERANCE)
+    flagged = model.predict(inputs)["is_anomaly"]
+    assert 0 < flagged.sum() < len(flagged)  # the threshold cuts somewhere inside this data
+
+
+def test_preprocessing_still_runs(trained_model):
+    """Scaling and the category codes happen before the trees: skipping them changes the answer."""
+    frame, model = trained_model
+    python_model = model.unwrap_python_model()
+    x = tabular.model_frame(frame.drop("is_anomaly").to_pandas(), python_model.spec)
+    raw = x.assign(segment=(x["segment"] == "b").astype(float)).to_numpy()
+    stacked = python_model._scorer.forest
+    assert not np.allclose(stacked.score_samples(raw), python_model._scorer.score_samples(x))
+
+
+def test_the_trainers_preprocessing_is_reproduced_exactly(trained_model):
+    frame, model = trained_model
+    python_model = model.unwrap_python_model()
+    fast = python_model._scorer.preprocess
+    assert isinstance(fast, forest_scoring.TabularPreprocess)
+    rows = frame.drop("is_anomaly").to_pandas()
+    rows.loc[::4, "x1"] = np.nan
+    rows.loc[::5, "segment"] = "never-seen"
+    rows.loc[::6, "segment"] = None
+    x = tabular.model_frame(rows, python_model.spec)
+    np.testing.assert_array_equal(fast.transform(x), python_model._pipeline[:-1].transform(x))
+
+
+def test_other_preprocessing_is_left_to_sklearn():
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "s": ["x", "y", "x"]})
+    other = ColumnTransformer([("numeric", StandardScaler(), ["a"]), ("categorical", OneHotEncoder(), ["s"])]).fit(frame)
+    assert forest_scoring.tabular_preprocess(other) is None
+    pipeline = Pipeline([("preprocess", other), ("forest", IsolationForest(n_estimators=5, random_state=0))]).fit(frame)
+    scorer = forest_scoring.pipeline_scorer(pipeline)
+    assert scorer.preprocess is not None and not isinstance(scorer.preprocess, forest_scoring.TabularPreprocess)
+    np.testing.assert_allclose(scorer.score_samples(frame), pipeline.score_samples(frame), rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("options", [{}, {"max_features": 0.5}])
+def test_the_level_walk_and_the_per_tree_apply_find_the_same_leaves(options):
+    """Small requests walk the stacked arrays, large ones call each tree's apply: both must agree
+    on every row, including rows with missing values."""
+    rng = np.random.default_rng(21)
+    forest = IsolationForest(n_estimators=30, random_state=2, **options).fit(rng.normal(size=(300, 4)))
+    stacked = forest_scoring.stack_forest(forest)
+    x = (rng.normal(size=(forest_scoring.APPLY_FROM_ROWS + 50, 4)) * 3).astype(np.float32)
+    x[::6, 2] = np.nan
+    np.testing.assert_array_equal(stacked.leaves_by_walk(x), stacked.leaves_by_tree(x))
+    check_same(forest, x)  # APPLY_FROM_ROWS rows or more: the per-tree path
+    check_same(forest, x[: forest_scoring.APPLY_FROM_ROWS - 1])  # the walk
+
+
+def test_numeric_frames_skip_model_frame_with_the_same_answer(make_anomalies, tmp_path):
+    """A numbers-only model reads float and int columns as they come (JSON turns 5.0 into 5); any
+    other column type still goes through tabular.model_frame."""
+    frame = make_anomalies(300)
+    features = ["x0", "x1", "x2", "x3"]
+    trained = anomaly.train(frame, features, anomaly.AnomalyParams(n_estimators=30))
+    scorer = forest_scoring.pipeline_scorer(trained.pipeline)
+    rows = frame.select(features).to_pandas()
+    rows["x1"] = rows["x1"].round().astype("int64")
+    rows.loc[::5, "x2"] = np.nan
+    assert forest_scoring.takes_frame_as_is(scorer, rows, trained.spec)
+    as_objects = rows.astype(object)
+    assert not forest_scoring.takes_frame_as_is(scorer, as_objects, trained.spec)
+    assert not forest_scoring.takes_frame_as_is(scorer, rows.drop(columns="x0"), trained.spec)
+    expected = anomaly.score_frame(trained.pipeline, trained.spec, rows)  # scikit-learn, via model_frame
+    pd.testing.assert_frame_equal(anomaly.score_frame(trained.pipeline, trained.spec, rows, scorer), expected, rtol=0, atol=TOLERANCE)
+    pd.testing.assert_frame_equal(anomaly.score_frame(trained.pipeline, trained.spec, as_objects, scorer), expected, rtol=0, atol=TOLERANCE)
+    with pytest.raises(KeyError, match="x0"):
+        anomaly.score_frame(trained.pipeline, trained.spec, rows.drop(columns="x0"), scorer)
