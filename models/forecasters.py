@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -127,17 +128,17 @@ class Future:
 # --- the forecasters --------------------------------------------------------------------------
 
 
-class Forecaster:
+class Forecaster(ABC):
     """Fit on a :class:`Series`; forecast any period (after the training end: a forecast; at or
     before it: the in-sample fitted value, NaN where the method has none)."""
 
     name: str = ""
 
-    def fit(self, series: Series) -> Forecaster:
-        raise NotImplementedError
+    @abstractmethod
+    def fit(self, series: Series) -> Forecaster: ...
 
-    def predict(self, future: Future) -> np.ndarray:
-        raise NotImplementedError
+    @abstractmethod
+    def predict(self, future: Future) -> np.ndarray: ...
 
 
 class StatsForecaster(Forecaster):

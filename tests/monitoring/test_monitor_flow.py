@@ -75,8 +75,7 @@ def test_shift_in_logged_inputs_is_flagged_unshifted_is_not_and_a_missing_deploy
     assert alarm["action_result"].startswith("retraining not triggered: deployment 'win-probability/default'")
     assert "ObjectNotFound" in alarm["action_result"]
     assert set(calm_artifacts) == {"monitoring-report"}
-    # the rollback also publishes the model's promotion ledger
-    assert set(artifacts) == {"monitoring-breach-win-probability", "monitoring-report", "ledger-win-probability-model"}
+    assert set(artifacts) == {"monitoring-breach-win-probability", "monitoring-report"}
     breach = artifacts["monitoring-breach-win-probability"].data
     assert "PSI:amount" in breach and "**retrain**" in breach
     assert "| amount |" in artifacts["monitoring-report"].data
