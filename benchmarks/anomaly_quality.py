@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from benchmarks import readme_section
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
-README = ROOT / "benchmarks" / "README.md"
-START, END = "<!-- anomaly-quality:start -->", "<!-- anomaly-quality:end -->"
 COMMAND = ".venv/bin/python -m benchmarks.anomaly_quality"
 
 log = logging.getLogger("benchmarks.anomaly_quality")
@@ -95,14 +94,7 @@ def render(rows: list[dict], seeds: int, seconds: float, load: str) -> str:
 
 def write_readme(section: str) -> None:
     """Replace this benchmark's section of benchmarks/README.md (between its markers) only."""
-    block = f"{START}\n{section}{END}\n"
-    text = README.read_text()
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    README.write_text(text)
+    readme_section.replace_section("anomaly-quality", section)
 
 
 def main(argv: list[str] | None = None) -> int:

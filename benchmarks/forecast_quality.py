@@ -36,12 +36,11 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from benchmarks import readme_section
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work" / "forecast_quality"
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
-README = ROOT / "benchmarks" / "README.md"
-START, END = "<!-- forecast-quality:start -->", "<!-- forecast-quality:end -->"
 COMMAND = ".venv/bin/python -m benchmarks.forecast_quality"
 LEVEL = 0.9
 COVERAGE_BAND = (0.85, 0.95)
@@ -189,14 +188,7 @@ def render(results: list[Result], stores: list[Result], seconds: float, load: st
 
 def write_readme(section: str) -> None:
     """Replace this benchmark's section of benchmarks/README.md (between its markers) only."""
-    block = f"{START}\n{section}{END}\n"
-    text = README.read_text() if README.exists() else "# Benchmarks\n\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    README.write_text(text)
+    readme_section.replace_section("forecast-quality", section)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,12 +51,11 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from benchmarks import readme_section
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work" / "model_quality"
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
-README = ROOT / "benchmarks" / "README.md"
-START, END = "<!-- model-quality:start -->", "<!-- model-quality:end -->"
 COMMAND = ".venv/bin/python -m benchmarks.model_quality"
 
 # README figures from ../shared/data/README.md (IsolationForest, 200 trees, top-k at the true rate)
@@ -558,14 +557,7 @@ def render(rows: list[Row], timings: list[Timing], skipped: list[str], seconds: 
 
 def write_readme(section: str) -> None:
     """Replace this benchmark's section of benchmarks/README.md (between its markers) only."""
-    block = f"{START}\n{section}{END}\n"
-    text = README.read_text() if README.exists() else "# Benchmarks\n\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    README.write_text(text)
+    readme_section.replace_section("model-quality", section)
 
 
 def main(argv: list[str] | None = None) -> int:
