@@ -235,7 +235,7 @@ def prepare_command(
 
     Its data inputs are exactly the tables the model's preparation reads
     (``catalog.MODELS[model_id].sources``), each mounted on its own: ``sources`` maps them to URIs,
-    and a table left out gets its default datastore path (the job files' placeholder).
+    and a table left out gets its default datastore path (the default path the job files show).
     """
     from azure.ai.ml import command
 
