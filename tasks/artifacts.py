@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from models import gate
-from salesrisk import registry
+from salesrisk import catalog, registry
 from salesrisk.settings import get_settings
 from tasks.refs import ModelSummary, TrainedModel
 
@@ -159,6 +159,14 @@ def metrics_markdown(trained: TrainedModel, summary: ModelSummary) -> str:
 # --- retrain-all summary ----------------------------------------------------------------------
 
 
+def headline_metrics(result: ModelSummary) -> dict[str, float]:
+    """The runbook's metrics of the model (its spec's), not every per-step or backtest figure the
+    trainer logs: one summary line per model stays readable; the MLflow run holds the rest."""
+    names = catalog.MODELS[result.model_id].metrics if result.model_id in catalog.MODELS else ()
+    chosen = {name: result.metrics[name] for name in names if name in result.metrics}
+    return chosen or result.metrics
+
+
 def summary_rows(results: dict[str, ModelSummary | BaseException]) -> list[dict[str, Any]]:
     """One row per model for the summary table artifact (cells are markdown)."""
     rows = []
@@ -174,7 +182,7 @@ def summary_rows(results: dict[str, ModelSummary | BaseException]) -> list[dict[
             "model": result.registered_name,
             "version": version,
             "decision": decision_label(result),
-            "metrics": metrics_text(result.metrics),
+            "metrics": metrics_text(headline_metrics(result)),
             "endpoint": result.endpoint_key,
             "scoring URL": scoring_text(result.scoring_url),
             "MLflow": link,
