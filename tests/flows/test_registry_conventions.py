@@ -35,15 +35,22 @@ def run(flow, **parameters):
     return state
 
 
+def run_id(state) -> str:
+    return str(state.state_details.flow_run_id)
+
+
 async def _artifacts(key: str) -> list:
     async with get_client() as client:
         return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
                                            sort=ArtifactSort.CREATED_DESC)
 
 
-def artifact_texts(key: str) -> list[str]:
-    """Every version of the artifact ``key``, newest first."""
-    return [str(a.data) for a in asyncio.run(_artifacts(key))]
+def artifact_texts(key: str, flow_runs: set[str]) -> list[str]:
+    """Every version of the artifact ``key`` written by ``flow_runs``, newest first.
+
+    The Prefect API is shared by every test on this worker, and other tests run the same flow.
+    """
+    return [str(a.data) for a in asyncio.run(_artifacts(key)) if str(a.flow_run_id) in flow_runs]
 
 
 def links(markdown: str) -> list[str]:
@@ -58,7 +65,7 @@ def gate_tags(version: str) -> dict[str, str]:
 def test_aliases_ledger_and_write_once_decisions_through_deploy_rerun_and_rollback(
     small_lake: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run(anomaly_detection)
+    ours = {run_id(run(anomaly_detection))}
     assert registry.alias_version(NAME, registry.CHAMPION) == "1"
     assert registry.alias_version(NAME, registry.CHALLENGER) == "1"
     decided = gate_tags("1")
@@ -68,12 +75,12 @@ def test_aliases_ledger_and_write_once_decisions_through_deploy_rerun_and_rollba
     assert entry.metrics and "no champion" in entry.reason and entry.flow_run and entry.at
 
     # Unchanged rerun: the first decision stays on version 1, the ledger gets nothing.
-    run(anomaly_detection)
+    ours.add(run_id(run(anomaly_detection)))
     assert gate_tags("1") == decided
     assert len(registry.ledger(NAME)) == 1
 
     # A forced candidate: version 2 becomes challenger, then champion; the ledger appends.
-    run(anomaly_detection, param_n_estimators=60, force=True)
+    ours.add(run_id(run(anomaly_detection, param_n_estimators=60, force=True)))
     assert registry.alias_version(NAME, registry.CHAMPION) == "2"
     assert registry.alias_version(NAME, registry.CHALLENGER) == "2"
     assert gate_tags("1") == decided
@@ -82,7 +89,7 @@ def test_aliases_ledger_and_write_once_decisions_through_deploy_rerun_and_rollba
     assert "forced promotion" in second.reason  # after the line naming the rows it was scored on
 
     # Rollback moves champion back and appends; the candidate stays challenger.
-    run(rollback_model, endpoint="anomaly", reason="bad week")
+    ours.add(run_id(run(rollback_model, endpoint="anomaly", reason="bad week")))
     assert endpoints.current("anomaly").version == "1"
     assert registry.alias_version(NAME, registry.CHAMPION) == "1"
     assert registry.alias_version(NAME, registry.CHALLENGER) == "2"
@@ -100,12 +107,12 @@ def test_aliases_ledger_and_write_once_decisions_through_deploy_rerun_and_rollba
         (None, "1", "deploy"), ("1", "2", "deploy"), ("2", "1", "rollback")]
 
     # The ledger artifact (one version per change) shows the whole ledger.
-    latest = artifact_texts(artifact_key("ledger", NAME))[0]
+    latest = artifact_texts(artifact_key("ledger", NAME), ours)[0]
     assert "bad week" in latest and "v2 -> [v1]" in latest and "v- -> [v1]" in latest
 
     # Artifacts a person clicks: absolute MLflow UI links, no nan, the scoring URL as text.
-    metrics = artifact_texts(artifact_key("metrics", NAME))
-    gates = artifact_texts(artifact_key("gate", NAME))
+    metrics = artifact_texts(artifact_key("metrics", NAME), ours)
+    gates = artifact_texts(artifact_key("gate", NAME), ours)
     assert metrics and gates
     for text in metrics + gates + [latest]:
         assert not re.search(r"\bnan\b", text, re.IGNORECASE), text
