@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import json
 import logging
 import sys
 import typing
@@ -47,6 +48,10 @@ PARAMETER_HELP = {
     "reason": "why, recorded with the rollback",
     "output": "a trainer's --output folder (model/, metrics.json, run.json)",
     "params": "the trainer's parameters as a JSON object (seed, industry_id, ...)",
+    "trainer_options": "more options for the trainer's command line, as a JSON object, e.g. "
+    "'{\"iterations\": 200}' (the trainer's --help lists them)",
+    "trainer_options_by_model": "trainer options per model id, as a JSON object, e.g. "
+    "'{\"<model id>\": {\"iterations\": 200}}'",
 }
 
 
@@ -69,6 +74,16 @@ def _base_type(annotation: Any) -> Any:
 
 def _parse_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _parse_object(value: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"name\": 1}}', got {value!r} ({error})")
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"name\": 1}}', got {value!r}")
+    return parsed
 
 
 def start_local_api() -> None:
@@ -95,6 +110,8 @@ def build_parser(flow: Flow[..., Any]) -> argparse.ArgumentParser:
             continue
         if typing.get_origin(kind) in (list, tuple, Sequence) or kind in (list, tuple):
             convert: Any = _parse_list
+        elif typing.get_origin(kind) is dict or kind is dict:
+            convert = _parse_object
         elif kind is date:
             convert = date.fromisoformat
         elif kind in (int, float):

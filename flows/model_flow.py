@@ -15,7 +15,7 @@ from typing import Any
 
 from prefect import Flow, flow
 
-from flows.pipeline import PipelineOptions, run_model_pipeline
+from flows.pipeline import TRAINER_OPTIONS, PipelineOptions, run_model_pipeline
 from salesrisk import catalog
 from salesrisk.catalog import FlowParameter, ModelSpec
 from tasks.refs import ModelSummary
@@ -30,6 +30,7 @@ TRAILING: tuple[FlowParameter, ...] = (
     FlowParameter("deploy", bool, True),
     FlowParameter("force", bool, False),
     FlowParameter("seed", int, 42),
+    FlowParameter(TRAINER_OPTIONS, dict),
 )
 LAKE_NOTE = "Without training_data, the model's input is prepared from the lake (SALESRISK_LAKE)."
 

@@ -26,6 +26,9 @@ from tasks.train import train
 SMOKE_ROWS = 5
 
 
+TRAINER_OPTIONS = "trainer_options"  # a model flow's parameter: more options for its trainer
+
+
 @dataclass
 class PipelineOptions:
     """The runbook's inputs common to every model flow."""
@@ -52,6 +55,8 @@ class PipelineOptions:
         names = {f.name for f in fields(cls)} - {"params"}
         options = {k: v for k, v in parameters.items() if k in names}
         params = {k: parameters[k] for k in (*model_params, "seed") if k in parameters}
+        # the trainer's other options (e.g. iterations, epochs), given as one JSON object
+        params.update(parameters.get(TRAINER_OPTIONS) or {})
         return cls(**options, params=params)
 
 

@@ -42,13 +42,16 @@ async def retrain_all(
     deploy: bool = True,
     force: bool = False,
     max_parallel: int = 0,
+    trainer_options_by_model: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Retrain, evaluate, register and deploy the chosen models (default: every catalogued model).
 
-    max_parallel 0 means one model pipeline per CPU core, longest first.
+    max_parallel 0 means one model pipeline per CPU core, longest first. trainer_options_by_model
+    passes each named model's flow its ``trainer_options`` (e.g. fewer iterations for a quick run).
     """
     logger = get_run_logger()
-    unknown = sorted(set(models) - set(catalog.MODELS))
+    options = trainer_options_by_model or {}
+    unknown = sorted((set(models) | set(options)) - set(catalog.MODELS))
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; expected some of {sorted(catalog.MODELS)}")
     lake = lake or get_settings().lake
@@ -65,7 +68,8 @@ async def retrain_all(
         nonlocal done
         try:
             async with limit:
-                return await flow_for(model_id)(lake=lake, compute=compute, deploy=deploy, force=force)
+                return await flow_for(model_id)(lake=lake, compute=compute, deploy=deploy, force=force,
+                                                trainer_options=options.get(model_id))
         finally:
             done += 1
             await update_progress_artifact(progress, progress=100.0 * done / len(models))

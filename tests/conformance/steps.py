@@ -42,5 +42,6 @@ def run_model_flow(
 
 
 def run_retrain_all(models: list[str], compute: str | None) -> list[dict[str, Any]]:
-    """The retrain-all flow as ``python flows/retrain_all.py`` runs it; raises if any model fails."""
-    return asyncio.run(retrain_all(models=models, compute=compute))
+    """The retrain-all flow as ``python flows/retrain_all.py`` runs it, with fast trainer options;
+    raises if any model fails."""
+    return asyncio.run(retrain_all(models=models, compute=compute, trainer_options_by_model=FAST_PARAMS))

@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from tests.code.test_tree_untouched import snapshot
+from tests.conformance.steps import FAST_PARAMS
 
 pytestmark = pytest.mark.slow
 
@@ -170,7 +171,8 @@ def test_deploy_run_schedule_and_no_secret_leaks(server_env: dict[str, str]) -> 
     checkout_before = snapshot(PROJECT)  # the worker runs flows from the checkout
     prefect(server_env, "work-pool", "create", POOL, "--type", "process")
     prefect(server_env, "deploy", "--all")
-    out = prefect(server_env, "deployment", "run", "retrain-all/weekly")
+    fast = json.dumps({"trainer_options_by_model": FAST_PARAMS})  # the path is the point, not the fits
+    out = prefect(server_env, "deployment", "run", "retrain-all/weekly", "--params", fast)
     flow_run_id = next(line.split()[-1] for line in out.splitlines() if "UUID" in line)
     prefect(server_env, "worker", "start", "--pool", POOL, "--run-once", timeout=900)
 
