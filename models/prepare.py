@@ -393,12 +393,25 @@ def prepare_anomaly(inp: specs.PrepareInputs) -> specs.Prepared:
     return specs.Prepared(frame, [risk_evaluations], checks)
 
 
+def table_uris(model_id: str, given: dict[str, str | None]) -> dict[str, str]:
+    """Each lake table's URI: as given, else the folder beside the first table given.
+
+    Raises ValueError naming the flags when none of the tables the model reads was given.
+    """
+    anchor = next((uri for uri in given.values() if uri), None)
+    if anchor is None:
+        flags = " and ".join(f"--{t.replace('_', '-')}" for t in catalog.MODELS[model_id].sources)
+        raise ValueError(f"prepare {model_id}: it reads {flags}; give them (a table not given is read from "
+                         "the folder beside the first one given)")
+    return {table: uri or sibling(anchor, table) for table, uri in given.items()}
+
+
 def prepare(
     model_id: str,
     *,
-    risk_evaluations: str,
-    ml_outcomes: str,
     output: str,
+    risk_evaluations: str | None = None,
+    ml_outcomes: str | None = None,
     risk_snapshots: str | None = None,
     revenue_daily: str | None = None,
     tenant_id: str | None = None,
@@ -418,12 +431,12 @@ def prepare(
             storage.reject_asset_reference(uri)
     storage.require_output_folder(output)
     scope = Scope(tenant_id, partition_date)
-    uris = {
+    uris = table_uris(model_id, {
         catalog.RISK_EVALUATIONS: risk_evaluations,
         catalog.ML_OUTCOMES: ml_outcomes,
-        catalog.RISK_SNAPSHOTS: risk_snapshots or sibling(risk_evaluations, catalog.RISK_SNAPSHOTS),
-        catalog.REVENUE_DAILY: revenue_daily or sibling(risk_evaluations, catalog.REVENUE_DAILY),
-    }
+        catalog.RISK_SNAPSHOTS: risk_snapshots,
+        catalog.REVENUE_DAILY: revenue_daily,
+    })
     out_uri = storage.join(output, PREPARED_FILE)
     prepared = binding.prepare(specs.PrepareInputs(model_id, uris, scope, top_up, seed, partition_date))
     frame, inputs, checks = prepared.frame, prepared.inputs, prepared.checks
@@ -438,12 +451,15 @@ def prepare(
 # --- command line -------------------------------------------------------------------------------
 
 
+TABLE_FLAGS = (catalog.RISK_EVALUATIONS, catalog.ML_OUTCOMES, catalog.RISK_SNAPSHOTS, catalog.REVENUE_DAILY)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m models.prepare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--risk-evaluations", required=True, help="risk_evaluations folder or URI")
-    parser.add_argument("--ml-outcomes", required=True, help="ml_outcomes folder or URI")
-    parser.add_argument("--risk-snapshots", default=None, help="default: risk_snapshots beside --risk-evaluations")
-    parser.add_argument("--revenue-daily", default=None, help="default: revenue_daily beside --risk-evaluations")
+    for table in TABLE_FLAGS:
+        parser.add_argument(f"--{table.replace('_', '-')}", default=None,
+                            help=f"{table} folder or URI (default: beside the first table given); "
+                            "give the tables the model reads")
     parser.add_argument("--model-id", required=True, help="a model id of salesrisk.catalog.MODELS")
     parser.add_argument("--output", required=True, help="folder (or URI) that receives prepared.parquet")
     parser.add_argument("--tenant-id", default=None)
@@ -458,6 +474,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.model_id not in catalog.MODELS:
         parser.error(f"argument --model-id: invalid choice: {args.model_id!r} (choose from {', '.join(sorted(catalog.MODELS))})")
+    if not any(getattr(args, table) for table in TABLE_FLAGS):
+        needed = " and ".join(f"--{t.replace('_', '-')}" for t in catalog.MODELS[args.model_id].sources)
+        parser.error(f"{args.model_id} reads {needed}: give them (a table not given is read from the folder "
+                     "beside the first one given)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = prepare(

@@ -36,10 +36,6 @@ PREPARE_OUTPUT = "training_prep"
 PREPARE_TABLE_ORDER: tuple[str, ...] = (
     catalog.RISK_EVALUATIONS, catalog.ML_OUTCOMES, catalog.RISK_SNAPSHOTS, catalog.REVENUE_DAILY
 )
-# models.prepare's command line requires these two flags whatever the model reads; a model that
-# does not read one gets this word in its place, which it never opens.
-PREPARE_REQUIRED_FLAGS: tuple[str, ...] = (catalog.RISK_EVALUATIONS, catalog.ML_OUTCOMES)
-NOT_READ = "not-read-by-this-model"
 JOB_ENVIRONMENT_VARIABLES: dict[str, str] = {
     "SALESRISK_SERVING": "azureml",  # --deploy inside a job deploys to this workspace
     "PYTHONUNBUFFERED": "1",  # the job log shows progress as it happens
@@ -254,8 +250,6 @@ def prepare_command(
         if table in tables:
             inputs[table] = data_input((sources or {}).get(table) or default_input_path(table))
             line.append(f"{flag} ${{{{inputs.{table}}}}}")
-        elif table in PREPARE_REQUIRED_FLAGS:
-            line.append(f"{flag} {NOT_READ}")
     inputs.update({
         "model_id": model_id,
         "tenant_id": str(tenant_id or UNSET),

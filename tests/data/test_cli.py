@@ -55,6 +55,15 @@ def test_generate_append_then_prepare(tmp_path: Path) -> None:
     assert trajectory.returncode == 0, trajectory.stderr
     assert json.loads(trajectory.stdout)["rows"] == pl.read_parquet(tmp_path / "traj" / "prepared.parquet").height
 
+    # Each model's command line needs only the tables it reads (as its Azure ML prepare job mounts them).
+    for model_id, spec in catalog.MODELS.items():
+        flags = [arg for table in spec.sources for arg in (f"--{table.replace('_', '-')}", str(lake / table))]
+        own = _run("models.prepare", *flags, "--model-id", model_id, "--output", str(tmp_path / "own" / model_id))
+        assert own.returncode == 0, (model_id, own.stderr[-2000:])
+    none = _run("models.prepare", "--model-id", "win_probability", "--output", str(tmp_path / "none"))
+    assert none.returncode == 2 and "--risk-evaluations and --ml-outcomes" in none.stderr, none.stderr
+    assert not (tmp_path / "none").exists()
+
 
 def test_prepare_bad_input_exits_2_names_file_and_column(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
