@@ -55,12 +55,23 @@ def server(project: Path) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def trained(project: Path, workspace, prefect_api) -> Callable[[str, str], object]:
-    """``trained(model_id, compute)``: the flow's ModelSummary, trained (and registered) once."""
+    """``trained(model_id, compute)``: the flow's ModelSummary, trained (and registered) once.
+
+    ``trained.reads[(model_id, compute)]`` lists the Parquet URIs that flow run read.
+    """
+    from salesrisk import storage
+
     done: dict[tuple[str, str], object] = {}
+    reads: dict[tuple[str, str], list[str]] = {}
+    real_read = storage.read_parquet
 
     def get(model_id: str, compute: str):
         if (model_id, compute) not in done:
-            done[(model_id, compute)] = steps.run_model_flow(model_id, compute, deploy=False)
+            read = reads[(model_id, compute)] = []
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(storage, "read_parquet", lambda uri: read.append(uri) or real_read(uri))
+                done[(model_id, compute)] = steps.run_model_flow(model_id, compute, deploy=False)
         return done[(model_id, compute)]
 
+    get.reads = reads  # type: ignore[attr-defined]
     return get

@@ -154,3 +154,36 @@ def test_conformance_model_on_backends(
     assert_answer_matches(expected, answer)
     if served_by is not None:
         assert served_by == version
+
+
+@pytest.mark.parametrize("model_id", list(catalog.MODELS))
+def test_azure_ml_compute_mounts_the_models_tables_and_the_gate_reads_what_the_job_reported(
+    model_id: str, trained, workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (issue 13, drift bug 2): with SALESRISK_COMPUTE=azureml the prepare job mounts
+    exactly the tables the model reads, its output comes back as Azure ML reports it
+    (``azureml://``), and the gate reads the prepared rows there, with a champion to compare."""
+    from salesrisk import storage
+
+    key = catalog.endpoint_key(model_id)
+    monkeypatch.delenv("SALESRISK_SERVING", raising=False)
+    if endpoints.current(key) is None:  # run alone: the local candidate becomes the champion first
+        local = trained(model_id, "local")
+        endpoints.deploy(key, local.registered_name, str(local.version))
+    champion = endpoints.current(key)
+    summary = trained(model_id, "azureml")
+
+    mine = [job for job in workspace.jobs.values()
+            if job.parent is None and job.tags.get("salesrisk.model_id") == model_id]
+    (prepare,) = [job for job in mine if job.tags.get("salesrisk.step") == "prepare"]  # submitted once
+    assert prepare.status == "Completed"
+    tables = sorted(key for key, value in prepare.spec["inputs"].items() if isinstance(value, dict))
+    assert tables == sorted(catalog.MODELS[model_id].sources)
+    prepared = storage.join(prepare.outputs["training_prep"], "prepared.parquet")
+    assert prepared.startswith("azureml://datastores/workspaceblobstore/paths/azureml/")
+    assert storage.exists(prepared)
+    (train,) = [job for job in mine if "salesrisk.step" not in job.tags]
+    assert train.status == "Completed"
+    assert prepared in trained.reads[(model_id, "azureml")]
+    decided = registry.client().get_model_version(summary.registered_name, str(summary.version)).tags
+    assert any(tag.startswith("gate.champion.") for tag in decided), decided  # scored against the champion
