@@ -152,9 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=300, help="cases per operation and generation mode")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the work folder (model, lake, server log)")
+    parser.add_argument("--no-readme", action="store_true", help="print the section, do not write benchmarks/README.md")
     args = parser.parse_args(argv)
 
     from benchmarks.load import serving_stack
+    from benchmarks.readme_section import replace_section, stamp
 
     with serving_stack("fuzz-", keep=args.keep) as stack:
         load_before = os.getloadavg()[0]
@@ -164,18 +166,47 @@ def main(argv: list[str] | None = None) -> int:
         result.statuses.update(values.statuses)
         result.failures.extend(values.failures)
         log_text = stack.log_path.read_text(errors="replace")
-    print(f"\nschemathesis {_version()} against {stack.url}/openapi.json (real win_probability model), "
-          f"seed {args.seed}, load average {load_before:.2f}\n")
-    print("| operation | mode | cases | statuses |")
-    print("|---|---|---:|---|")
+    tracebacks = log_text.count("Traceback")
+    leaked = stack.key in log_text
+    failed = bool(result.failures) or bool(tracebacks) or leaked
+    rows = []
     for (operation, mode), count in sorted(result.cases.items()):
         statuses = ", ".join(f"{s}: {n}" for s, n in sorted(result.statuses[(operation, mode)].items(), key=lambda kv: str(kv[0])))
-        print(f"| {operation} | {mode} | {count:,} | {statuses} |")
-    print(f"\ncases: {sum(result.cases.values()):,}; failures (5xx, transport errors): {len(result.failures)}; "
-          f"tracebacks in the server log: {log_text.count('Traceback')}; key in the server log: {stack.key in log_text}")
+        rows.append(f"| {operation} | {mode} | {count:,} | {statuses} |")
+    outcome = (f"{sum(result.cases.values()):,} cases, {len(result.failures)} failures (5xx, transport errors), "
+               f"{tracebacks} traceback(s) and {'the key' if leaked else 'no key'} in the server log: "
+               + ("**failed**" if failed else "passed"))
+    command = "`.venv/bin/python -m benchmarks.fuzz" + (
+        f" --examples {args.examples}" if args.examples != 300 else "") + (f" --seed {args.seed}" if args.seed else "") + "`"
+    section = "\n".join([
+        "## Fuzzing the endpoint server", "",
+        f"Command: {command} (this section is written by it; about 3 min with training). " + DESCRIPTION, "",
+        f"Measured {stamp()}; load average {load_before:.1f} (1 min) before fuzzing; schemathesis {_version()}, "
+        f"seed {args.seed}.", "",
+        "| operation | mode | cases | statuses |",
+        "|---|---|---:|---|",
+        *rows, "",
+        f"Outcome: {outcome}.",
+    ])
+    print(section)
+    if not args.no_readme:
+        replace_section("serving-fuzz", section)
     for failure in result.failures[:20]:
         print(f"failure: {failure}", file=sys.stderr)
-    return 1 if result.failures or stack.key in log_text else 0
+    return 1 if failed else 0
+
+
+DESCRIPTION = (
+    "The same stack as the load test: the real trained win-probability model deployed on a running server. "
+    "schemathesis reads the server's own `/openapi.json` and generates requests for every operation in its "
+    "positive mode (bodies the schema allows) and negative mode (bodies, headers and parameters it does not), "
+    "all sent with the endpoint key; for `POST /score/{key}` half the cases keep the generated key and half "
+    "are pinned to the win-probability endpoint. Then bodies with the model's real columns and arbitrary JSON "
+    "values (numbers of any size, text, nulls, booleans, nested lists, rows of the wrong width, any `params`), "
+    "which reach the model. A 5xx, a transport error, a traceback in the server log or the key in the server "
+    "log fails the run. The GET operations take no input, so each has one case and no negative mode. "
+    "`tests/serving/test_fuzz_openapi.py` runs a bounded version in every `make test`."
+)
 
 
 def _version() -> str:

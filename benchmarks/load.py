@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.serving import ROOT, WORK, free_port, generate, stop, wait_http, work_env
+from benchmarks.readme_section import replace_section, stamp
 
 
 @dataclass
@@ -185,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=25.0, help="length of each phase")
     parser.add_argument("--max-total", type=float, default=60.0, help="cap on the phases' total length")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (model, lake, server log)")
+    parser.add_argument("--no-readme", action="store_true", help="print the section, do not write benchmarks/README.md")
     args = parser.parse_args(argv)
     seconds = min(args.seconds, args.max_total / 2)
 
@@ -198,20 +200,59 @@ def main(argv: list[str] | None = None) -> int:
             run_phase(stack, phase, args.concurrency, seconds)
         load_after = os.getloadavg()
     server_exit = stack.process.returncode
-    print(f"\nwin_probability (real trainer model, v{stack.version}); {args.concurrency} concurrent clients on "
-          f"127.0.0.1, {seconds:.0f} s per phase; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
-          f"server exit code {server_exit}\n")
-    print("| phase | concurrency | requests | errors | p50 ms | p99 ms | requests/s | rows/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for phase in phases:
-        done = len(phase.latencies)
-        print(f"| {phase.name} | {args.concurrency} | {done + len(phase.errors):,} | {len(phase.errors)} | {phase.p(50):.1f} "
-              f"| {phase.p(99):.1f} | {done / phase.elapsed:,.1f} | {done * phase.rows / phase.elapsed:,.0f} |")
     errors = [e for phase in phases for e in phase.errors]
     for error in sorted(set(errors))[:10]:
         print(f"error: {error}", file=sys.stderr)
-    return 1 if errors or not all(phase.latencies for phase in phases) else 0
+    failed = bool(errors) or not all(phase.latencies for phase in phases) or server_exit != 0
+    section = report(phases, args, seconds, stack.version, load_before, load_after, server_exit, failed)
+    print(section)
+    if not args.no_readme:
+        replace_section("serving-load", section)
+    return 1 if failed else 0
 
+
+def report(phases: list[Phase], args: argparse.Namespace, seconds: float, version: str,
+           load_before: tuple[float, ...], load_after: tuple[float, ...], server_exit: int | None, failed: bool) -> str:
+    """The README section: how it was run, the table, and whether the run passed."""
+    rows = []
+    for phase in phases:
+        done = len(phase.latencies)
+        rows.append(f"| {phase.name} | {args.concurrency} | {done + len(phase.errors):,} | {len(phase.errors)} "
+                    f"| {phase.p(50):.1f} | {phase.p(99):.1f} | {done / phase.elapsed:,.1f} "
+                    f"| {done * phase.rows / phase.elapsed:,.0f} |")
+    errors = sum(len(phase.errors) for phase in phases)
+    outcome = (f"{errors} error(s); the server exited with code {server_exit}: **failed**" if failed else
+               f"zero errors in every phase; the server stopped cleanly (exit {server_exit})")
+    command = "`.venv/bin/python -m benchmarks.load" + (
+        f" --concurrency {args.concurrency}" if args.concurrency != 32 else "") + (
+        f" --seconds {args.seconds:g}" if args.seconds != 25.0 else "") + "`"
+    return "\n".join([
+        "## Serving under load",
+        "",
+        f"Command: {command} (this section is written by it; about 2 min with training). "
+        + DESCRIPTION,
+        "",
+        f"Measured {stamp()}; load average {load_before[0]:.1f} before the phases and {load_after[0]:.1f} after "
+        f"(1 min); win_probability v{version}, {seconds:.0f} s per phase.",
+        "",
+        "| phase | concurrency | requests | errors | p50 ms | p99 ms | requests/s | rows/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+        f"Outcome: {outcome}. Latency here is queueing: the clients share one event loop and one model "
+        "with the server on the same 2 cores, so p50 is about concurrency / throughput.",
+    ])
+
+
+DESCRIPTION = (
+    "It trains the real win-probability model with the trainer's own code (`models.win_probability.train`) "
+    "on generated deals, registers it in a throw-away MLflow store, deploys it with "
+    "`deployments.endpoints.deploy` (smoke-tested over HTTP) and serves it with `python -m deployments.serve` "
+    "(key auth, validation and inference logging on). Client threads, each on its own keep-alive "
+    "`http.client` connection on 127.0.0.1, post in a loop; every answer must be a 200 with one record per "
+    "row (anything else, or a transport error, is an error and fails the run). The clients share the "
+    "machine's cores with the server."
+)
 
 if __name__ == "__main__":
     sys.exit(main())
