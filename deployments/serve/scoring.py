@@ -14,6 +14,7 @@ with no signature, tensor signatures or nested types (arrays, objects, maps, byt
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import threading
 import time
@@ -463,14 +464,19 @@ def _strings(name: str, values: list) -> np.ndarray:
 _DATES = "an ISO 8601 date or time without a time zone, e.g. '2025-01-31' or '2025-01-31T09:30:00'"
 
 
+def _date_like(value: Any) -> bool:
+    """Text (from JSON), or a date or time object (from an in-process caller's frame)."""
+    return value is None or isinstance(value, (str, dt.date, np.datetime64))
+
+
 def _date_ok(value: Any) -> bool:
-    return value is None or (type(value) is str and _dates("", [value]) is not None)
+    return _date_like(value) and _dates("", [value]) is not None
 
 
 def _dates(name: str, values: list) -> pd.Series | None:
     """datetime64[ns], converted as MLflow converts a column of date strings (``astype``)."""
-    if not all(v is None or type(v) is str for v in values):
-        raise _bad(name, values, lambda v: v is None or type(v) is str, _DATES)
+    if not all(_date_like(v) for v in values):
+        raise _bad(name, values, _date_like, _DATES)
     try:
         return pd.Series(values, dtype=object).astype("datetime64[ns]")
     except (TypeError, ValueError, OverflowError):

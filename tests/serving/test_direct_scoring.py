@@ -191,6 +191,10 @@ def test_a_model_signed_with_every_plain_type_gets_the_frame_mlflow_would_give_i
     frame = echo.frame(columns, parsed)
     assert frame["name"].tolist() == ["a", "b", None] and np.isnan(frame["amount"].iloc[2]) and pd.isna(frame["at"].iloc[2])
     assert str(frame["at"].dtype) == "datetime64[ns]" and frame["count"].dtype == np.int64 and frame["ratio"].dtype == np.float32
+    # an in-process caller's frame holds date objects, not text: taken as they are
+    rows = TYPED.dropna().reset_index(drop=True)
+    objects = echo.frame(list(rows.columns), rows.astype(object).values.tolist())
+    pd.testing.assert_series_equal(objects["at"], rows["at"].astype("datetime64[ns]"))
 
 
 @pytest.mark.parametrize(
