@@ -162,7 +162,7 @@ def write(lake: str, batches: list[ScoredBatch]) -> list[str]:
                 "model_name": [b.model_name for b in group],
                 "model_version": [b.model_version for b in group],
                 "rows": [len(b.inputs) for b in group],
-                "inputs": _inputs_json([b.logged_inputs() for b in group]),
+                "inputs": _inputs_json(group),
                 "outputs": [b.outputs.decode() for b in group],
             },
             schema_overrides={"logged_at": pl.Datetime("us", "UTC"), "rows": pl.Int32},
@@ -175,21 +175,37 @@ def write(lake: str, batches: list[ScoredBatch]) -> list[str]:
     return uris
 
 
-def _inputs_json(frames: list[pd.DataFrame]) -> list[str]:
-    """Each frame as a JSON array of records, in one vectorised polars pass per column layout.
+def _inputs_json(batches: list[ScoredBatch]) -> list[str]:
+    """Each batch's inputs (identifiers first) as a JSON array of records, in one vectorised polars
+    pass per column layout.
 
     Large frames too: writing them one by one with ``DataFrame.write_json`` took twice the time
     (20 frames of 1,000 x 8 floats: 154 vs 79 ms) and held the GIL for part of it, which the
-    request path of the same process felt (a spinning thread kept 64 % of its speed, 76 % now).
+    request path of the same process felt. Per batch only cheap steps remain (the layout key, one
+    ``to_numpy`` of a float block): ``frame.dtypes`` builds a Series and joining the identifiers
+    with ``pd.concat`` costs about a millisecond, which for 1-row requests was more CPU in this
+    thread than the request itself took, and stole the GIL from the requests being served.
     """
-    out: list[str | None] = [None] * len(frames)
+    out: list[str | None] = [None] * len(batches)
     layouts: dict[tuple, list[int]] = defaultdict(list)
-    for i, frame in enumerate(frames):
-        layouts[(tuple(frame.columns), tuple(str(t) for t in frame.dtypes))].append(i)
-    for (columns, _), members in layouts.items():
-        parts = [frames[i] for i in members]
-        table = _to_polars(parts, list(columns))
-        request = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+    names: dict[int, tuple[str, ...]] = {}  # id of a columns Index -> its names (frames of one scorer share one)
+    for i, batch in enumerate(batches):
+        frame = batch.inputs
+        columns = names.get(id(frame.columns))
+        if columns is None:
+            columns = names[id(frame.columns)] = tuple(str(c) for c in frame.columns)
+        identifiers = tuple(batch.identifiers) if batch.identifiers else ()
+        layouts[(identifiers, columns, _dtypes(frame))].append(i)
+    for (identifiers, columns, dtypes), members in layouts.items():
+        parts = [batches[i] for i in members]
+        table = _to_polars([b.inputs for b in parts], list(columns), dtypes)
+        if identifiers:
+            try:
+                ids = pl.DataFrame({c: pl.Series(c, [v for b in parts for v in b.identifiers[c]], strict=False) for c in identifiers})  # type: ignore[index]
+            except (TypeError, ValueError, pl.exceptions.PolarsError):  # values of mixed kinds: as text
+                ids = pl.DataFrame({c: [None if v is None else str(v) for b in parts for v in b.identifiers[c]] for c in identifiers})  # type: ignore[index]
+            table = pl.concat([ids, table.drop([c for c in identifiers if c in table.columns])], how="horizontal")
+        request = np.repeat(np.arange(len(parts)), [len(b.inputs) for b in parts])
         encoded = (
             table.select(pl.struct(pl.all()).struct.json_encode().alias("row"))
             .with_columns(request=pl.Series(request))
@@ -204,13 +220,17 @@ def _inputs_json(frames: list[pd.DataFrame]) -> list[str]:
     return out  # type: ignore[return-value]
 
 
-def _all_float(frame: pd.DataFrame) -> bool:
-    return len(frame.columns) > 0 and bool((frame.dtypes == np.float64).all())
+def _dtypes(frame: pd.DataFrame) -> tuple:
+    """The column dtypes, from pandas' block manager when it has one (10x cheaper than
+    ``frame.dtypes``, which builds a Series per call)."""
+    try:
+        return tuple(frame._mgr.get_dtypes())
+    except AttributeError:  # pragma: no cover - another pandas layout
+        return tuple(frame.dtypes)
 
 
-def _to_polars(parts: list[pd.DataFrame], columns: list[str]) -> pl.DataFrame:
-    first = parts[0]
-    if _all_float(first):
-        block = np.concatenate([p.to_numpy() for p in parts]) if len(parts) > 1 else first.to_numpy()
+def _to_polars(parts: list[pd.DataFrame], columns: list[str], dtypes: tuple) -> pl.DataFrame:
+    if dtypes and all(t == np.float64 for t in dtypes):
+        block = np.concatenate([p.to_numpy() for p in parts]) if len(parts) > 1 else parts[0].to_numpy()
         return pl.from_numpy(block, schema=columns, orient="row")
-    return pl.from_pandas(pd.concat(parts, ignore_index=True) if len(parts) > 1 else first)
+    return pl.from_pandas(pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0])

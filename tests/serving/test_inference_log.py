@@ -79,3 +79,32 @@ def test_large_and_small_batches_encode_the_same_records(tmp_path):
     big, small = (json.loads(text) for text in table["inputs"])
     assert len(big) == 200 and big[5] == {"amount": 5.0, "stage": 5.0}
     assert small == [{"amount": 1.0, "stage": 0.0}, {"amount": 2.0, "stage": 1.0}]
+
+
+def test_identifiers_come_first_and_every_layout_keeps_its_values(tmp_path):
+    """Float blocks, identifiers sent beside them, and frames of text and dates, mixed in one
+    flush: each request's logged records are its own rows, identifiers first."""
+    lake = str(tmp_path / "lake")
+    log = InferenceLog(lake, flush_rows=10**9, flush_seconds=3600)
+    log.start()
+    for i in range(3):
+        batch = _batch(i, rows=2, endpoint="win_probability")
+        batch.identifiers = {"opportunity_id": [f"opp-{i}-a", f"opp-{i}-b"], "tenant_id": [7, None]}
+        log.submit(batch)
+    log.submit(_batch(9, rows=1, endpoint="win_probability"))  # same columns, no identifiers
+    mixed = pd.DataFrame({"opportunityId": ["x", None], "snapshotDate": pd.to_datetime(["2025-01-31", "2025-02-07"]),
+                          "risk_score": [0.5, float("nan")]})
+    log.submit(ScoredBatch("risk_trajectory_lstm", "blue", "m", "1", "req-mixed", time.time(), mixed, b"[]",
+                           {"tenant_id": ["t1", "t1"]}))
+    log.close()
+    table = storage.read_parquet(table_uri(lake))
+    logged = {r: json.loads(text) for r, text in zip(table["request_id"], table["inputs"])}
+    assert logged["req-1"] == [
+        {"opportunity_id": "opp-1-a", "tenant_id": 7, "amount": 1.0, "stage": 0.0},
+        {"opportunity_id": "opp-1-b", "tenant_id": None, "amount": 2.0, "stage": 1.0},
+    ]
+    assert list(logged["req-2"][0]) == ["opportunity_id", "tenant_id", "amount", "stage"]
+    assert logged["req-9"] == [{"amount": 9.0, "stage": 0.0}]
+    first, second = logged["req-mixed"]
+    assert first["tenant_id"] == "t1" and first["opportunityId"] == "x" and first["risk_score"] == 0.5
+    assert first["snapshotDate"].startswith("2025-01-31") and second["opportunityId"] is None and second["risk_score"] is None
