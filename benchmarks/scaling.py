@@ -2,15 +2,16 @@
 
 Usage: .venv/bin/python -m benchmarks.scaling [--no-readme] [--iterations 60]
 
-For each case the family is trained the way retrain-all trains it: the global model, then one
-trainer per industry, all at once, as many at a time as this machine has cores (on Azure ML each is
-one command job, AZURE_ML_MAX_CONCURRENT_JOBS at a time). Every trainer is the same command line the
-local compute and the Azure ML job run (``python -m <trainer module> --training-data ...
---industry-id ...``), with fast trainer options so the run stays short. The industries are the
-lake's deals relabelled into N equal groups (the generator has eight), so each case trains N
-industry models on the same rows. Reported: wall time of the family, peak memory of the largest
-trainer process and of this process, and the per-industry overhead ((wall(N) - wall(1)) / (N - 1)
-and the median trainer time). The script writes its section of benchmarks/README.md itself.
+Each case trains the family the way retrain-all does: the global model, then every industry model
+at once, as many at a time as this machine has cores (on Azure ML each is one command job,
+AZURE_ML_MAX_CONCURRENT_JOBS at a time). The industries are the lake's deals relabelled into N
+equal groups (the generator has eight), so every case trains on the same rows. The fits are the
+trainer's own (``models.risk_scoring``: split, CatBoost fit with early stopping, held-out scoring
+with SHAP factors), in this process, with fast options so the run stays short. What a fit does not
+include, the trainer *job* (a process: imports, MLflow run, model files, report plots), is measured
+once per lake as the full command line ``python -m <trainer> --training-data ... --industry-id ...``
+that the local compute and the Azure ML job run, and reported as the fixed per-job overhead.
+The script writes its section of benchmarks/README.md itself.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from datetime import date
@@ -54,45 +56,75 @@ def prepared_frame(opportunities: int) -> pl.DataFrame:
 
 def relabelled(frame: pl.DataFrame, industries: int) -> pl.DataFrame:
     """The same deals in ``industries`` equal groups, by a hash of the opportunity id."""
-    group = (pl.col("opportunity_id").hash(seed=3) % industries).cast(pl.Int32)
-    return frame.with_columns(pl.format("ind{}", group.cast(pl.String).str.zfill(2)).alias(catalog.INDUSTRY_ID))
+    group = (pl.col("opportunity_id").hash(seed=3) % industries).cast(pl.String).str.zfill(2)
+    return frame.with_columns(pl.format("ind{}", group).alias(catalog.INDUSTRY_ID))
 
 
-def train_one(data: Path, output: Path, industry: str | None, iterations: int) -> float:
-    """One trainer process, as the local compute runs it; returns its wall seconds."""
-    import subprocess
+FAMILY_FEATURES = catalog.RISK_SCORING_FEATURES
 
+
+def fit_seconds(frame: pl.DataFrame, industry: str | None, iterations: int) -> float:
+    """The trainer's split, fit and held-out scoring of one model, in this process."""
+    trainer = specs.get(FAMILY.model_id).trainer.load()
+    start = time.perf_counter()
+    train, valid, test = trainer.split(trainer.training_rows(frame, industry))
+    fitted = trainer.train(train, valid, list(FAMILY_FEATURES), trainer.RiskParams(iterations=iterations))
+    trainer.score_frame(fitted.model, fitted.spec, fitted.target_range, test.to_pandas())
+    return time.perf_counter() - start
+
+
+def job_seconds(data: Path, output: Path, industry: str | None, iterations: int) -> tuple[float, float]:
+    """One trainer job as the local compute runs it (a process); returns its wall seconds and peak MiB."""
     args = [sys.executable, "-m", specs.get(FAMILY.model_id).trainer.module, "--training-data", str(data),
             "--output", str(output), "--iterations", str(iterations)]
     if industry:
         args += ["--industry-id", industry]
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{WORK / 'mlflow.db'}"}
     start = time.perf_counter()
-    done = subprocess.run(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    # a small launcher runs the job, so the job's peak memory is its own, not this process's copy
+    done = subprocess.run([sys.executable, "-c", _LAUNCHER, *args], env=env, capture_output=True, check=False)
+    seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"trainer for {industry or 'global'} failed: {done.stderr.decode()[-800:]}")
-    return time.perf_counter() - start
+    return seconds, int(done.stdout.decode().strip().splitlines()[-1]) / 1024
+
+
+_LAUNCHER = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    "sys.exit(code)\n"
+)
 
 
 def run_case(frame: pl.DataFrame, opportunities: int, industries: int, iterations: int) -> dict:
-    case = WORK / f"case-{opportunities}-{industries}"
-    shutil.rmtree(case, ignore_errors=True)
-    case.mkdir(parents=True)
-    data = case / "training.parquet"
     labelled = relabelled(frame, industries)
-    labelled.write_parquet(data)
     names = list(segments.closed_deals_by_industry(labelled))
-    workers = os.cpu_count() or 1
     start = time.perf_counter()
-    global_seconds = train_one(data, case / "global", None, iterations)  # industries are gated against it
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        times = list(pool.map(lambda i: train_one(data, case / i, i, iterations), names))
+    global_seconds = fit_seconds(labelled, None, iterations)  # industries are gated against it
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        times = list(pool.map(lambda i: fit_seconds(labelled, i, iterations), names))
     wall = time.perf_counter() - start
     return {
         "opportunities": opportunities, "rows": labelled.height, "industries": len(names), "wall": wall,
         "global": global_seconds, "median_industry": statistics.median(times), "sum_industry": sum(times),
         "rows_per_industry": labelled.height // len(names), "load": load_average(),
+        "peak_self_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def job_overhead(frame: pl.DataFrame, opportunities: int, iterations: int) -> dict:
+    """One industry's trainer job (of 16) against its in-process fit: what each Azure ML job adds."""
+    case = WORK / f"job-{opportunities}"
+    shutil.rmtree(case, ignore_errors=True)
+    case.mkdir(parents=True)
+    labelled = relabelled(frame, 16)
+    data = case / "training.parquet"
+    labelled.write_parquet(data)
+    industry = next(iter(segments.closed_deals_by_industry(labelled)))
+    fit = fit_seconds(labelled, industry, iterations)
+    job, peak = job_seconds(data, case / "out", industry, iterations)
+    return {"opportunities": opportunities, "job": job, "fit": fit, "peak_job_mib": peak, "load": load_average()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,40 +134,45 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     results = []
+    fit_seconds(relabelled(prepared_frame(CASES[0][0]), 1), None, args.iterations)  # imports and first-fit set-up, untimed
     for opportunities, industries in CASES:
         result = run_case(prepared_frame(opportunities), opportunities, industries, args.iterations)
-        # the largest trainer process so far (ru_maxrss of children is the maximum, not a sum)
-        result["peak_child_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        result["peak_self_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         results.append(result)
         print(result, flush=True)
+    jobs = [job_overhead(prepared_frame(n), n, args.iterations) for n in dict.fromkeys(n for n, _ in CASES)]
+    print(jobs, flush=True)
     base = {r["opportunities"]: r for r in results if r["industries"] == 1}
     lines = [
         "## Industry family scaling (`benchmarks/scaling.py`)",
         "",
         f"Command: `.venv/bin/python -m benchmarks.scaling --iterations {args.iterations}`; {stamp()}. "
-        "The machine was shared with other work: absolute seconds are inflated, ratios less so.",
-        "Each case trains the global model, then every industry model at once, "
-        f"{os.cpu_count()} trainer processes at a time (one Azure ML job each on a cluster).",
+        "The machine was shared with other work (load average per row): absolute seconds are inflated, ratios less so.",
+        f"Each case fits the global model, then every industry model at once, {os.cpu_count()} at a time, "
+        "in one process (CatBoost, 2 threads per fit), after one untimed warm-up fit. Peak MiB is this process's peak so far (the larger lake's frames included).",
         "",
-        "| lake (deals) | rows | industries | rows / industry | wall s | global s | median industry s | "
-        "per-industry overhead s | peak trainer MiB | peak driver MiB | load (1/5/15) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| lake (deals) | rows | industries | rows / industry | wall s | global fit s | median industry fit s | "
+        "per-industry wall s | peak MiB | load (1/5/15) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        one = base.get(r["opportunities"]) or results[0]
-        extra = (r["wall"] - one["wall"]) / (r["industries"] - 1) if r["industries"] > 1 and one is not r else float("nan")
+        one = base.get(r["opportunities"])
+        extra = f"{(r['wall'] - one['wall']) / (r['industries'] - 1):.2f}" if one is not None and r["industries"] > 1 else "-"
         lines.append(
             f"| {r['opportunities']} | {r['rows']} | {r['industries']} | {r['rows_per_industry']} | {r['wall']:.1f} | "
-            f"{r['global']:.1f} | {r['median_industry']:.1f} | {extra:.2f} | {r['peak_child_mib']:.0f} | "
-            f"{r['peak_self_mib']:.0f} | {r['load']} |"
+            f"{r['global']:.1f} | {r['median_industry']:.2f} | {extra} | {r['peak_self_mib']:.0f} | {r['load']} |"
         )
     small = [r for r in results if r["opportunities"] == CASES[0][0]]
     if len(small) >= 2:
         first, last = small[0], small[-1]
-        lines += ["", f"Wall time from {first['industries']} to {last['industries']} industries: "
+        lines += ["", f"From {first['industries']} to {last['industries']} industries on the same rows: wall "
                   f"x{last['wall'] / first['wall']:.2f} for x{last['industries'] / first['industries']:.0f} models; "
-                  f"summed trainer time x{last['sum_industry'] / max(first['sum_industry'], 1e-9):.2f}."]
+                  f"summed industry fit time x{last['sum_industry'] / max(first['sum_industry'], 1e-9):.2f}."]
+    lines += ["", "Per trainer job (one of 16 industries, the full command line as a process):", "",
+              "| lake (deals) | job s | of which fit s | fixed job overhead s | peak job MiB | load (1/5/15) |",
+              "|---|---|---|---|---|---|"]
+    for j in jobs:
+        lines.append(f"| {j['opportunities']} | {j['job']:.1f} | {j['fit']:.2f} | {j['job'] - j['fit']:.1f} | "
+                     f"{j['peak_job_mib']:.0f} | {j['load']} |")
     body = "\n".join(lines)
     print(body)
     if not args.no_readme:

@@ -146,7 +146,9 @@ def industry_of(key: str, model_name: str) -> str | None:
 
 
 def with_routers(endpoints: dict[str, Endpoint]) -> dict[str, Endpoint | IndustryRouter]:
-    """Add each industry endpoint's router over its slots, with its fallback endpoint."""
+    """Add each industry endpoint's router over its slots, with its fallback endpoint. A model
+    deployed on the industry endpoint itself (``endpoints.deploy("risk_scoring_industry", ...)``,
+    as before slots existed) keeps being served alone while no slot is deployed."""
     routed: dict[str, Endpoint | IndustryRouter] = dict(endpoints)
     for spec in catalog.MODELS.values():
         key = spec.industry_endpoint_key
@@ -158,7 +160,9 @@ def with_routers(endpoints: dict[str, Endpoint]) -> dict[str, Endpoint | Industr
             if parent == key and industry is not None:
                 slots[industry] = endpoint
         fallback = endpoints.get(spec.endpoint_key)
-        legacy = endpoints.get(key)  # one industry model deployed on the endpoint itself (before slots)
+        legacy = endpoints.get(key)  # a model deployed on the endpoint itself, not on a slot
+        if legacy is not None and not slots:
+            continue  # served as it was deployed: that one model, its own industry only (422 otherwise)
         industry = legacy.live.industry if legacy is not None and legacy.live is not None else None
         if industry is not None and industry not in slots:
             slots[industry] = legacy

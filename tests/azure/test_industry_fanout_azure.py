@@ -56,3 +56,38 @@ def test_industry_trainings_run_as_parallel_azure_ml_jobs(
     trained = sorted(job.experiment for job in jobs if job.experiment in industries)
     assert trained == sorted(industries) and {job.status for job in jobs} == {"Completed"}
     assert peak[0] == 2  # the two industry jobs ran at once: the setting's bound, not the one core
+
+
+def test_industry_models_are_served_on_azure_ml_by_one_router_deployment(
+    azure_project: str, executing_workspace, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """With SALESRISK_SERVING=azureml the industry endpoint serves a router model (one deployment):
+    each row goes to its industry's model, any other industry to the global model."""
+    import json
+
+    import pandas as pd
+
+    from deployments import endpoints
+    from deployments.azureml.endpoints import endpoint_name
+
+    monkeypatch.setenv("SALESRISK_SERVING", "azureml")
+    # forced: the industry models need not beat global here, the routing is what is tested
+    asyncio.run(retrain_all(models=[FAMILY.model_id], force=True, min_closed_deals=MIN_CLOSED_DEALS))
+
+    key = FAMILY.industry_endpoint_key
+    slots = endpoints.industry_slots(key)
+    assert {i: s.model_name for i, s in slots.items()} == {i: catalog.registered_name(FAMILY.model_id, i) for i in ("software", "finance")}
+    name = endpoint_name(key)
+    endpoint = executing_workspace.endpoints[name]
+    assert len([d for (e, _), d in executing_workspace.deployments.items() if e == name]) <= 2  # blue/green, not one per industry
+    sample = executing_workspace.invocations[-1][2]["input_data"]
+    columns = [c for c in sample["columns"] if c != catalog.INDUSTRY_ID]
+    row = [v for c, v in zip(sample["columns"], sample["data"][0]) if c != catalog.INDUSTRY_ID]
+    industries = ["finance", "energy", "software"]
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"input_data": {"columns": [*columns, catalog.INDUSTRY_ID], "data": [[*row, i] for i in industries]}}))
+    answer = json.loads(executing_workspace.client.online_endpoints.invoke(endpoint_name=name, request_file=str(request)))
+    answered = pd.DataFrame(answer["predictions"])
+    assert list(answered["model_name"]) == [catalog.registered_name(FAMILY.model_id, "finance"), FAMILY.registered_name,
+                                            catalog.registered_name(FAMILY.model_id, "software")]
+    assert endpoint.traffic and sum(endpoint.traffic.values()) == 100
