@@ -14,7 +14,6 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from deployments import endpoints
-from salesrisk import catalog
 from tasks import artifacts
 from tasks.promote import record_serving
 
