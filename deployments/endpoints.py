@@ -48,6 +48,10 @@ class Backend(Protocol):
 
     def current(self, endpoint_key: str) -> DeployResult | None: ...
 
+    def slots(self, endpoint_key: str) -> list[str]:
+        """The industry slot keys of ``endpoint_key`` that have a deployment."""
+        ...
+
 
 def _local() -> Backend:
     from deployments.local.backend import LocalBackend
@@ -101,8 +105,30 @@ def current(endpoint_key: str) -> DeployResult | None:
 
 
 def check_key(endpoint_key: str) -> str:
-    if endpoint_key not in catalog.ENDPOINT_KEYS:
+    """An endpoint key, or an industry slot ``<industry endpoint>/<industry>`` of one."""
+    endpoint, industry = catalog.split_slot(endpoint_key)
+    if endpoint not in catalog.ENDPOINT_KEYS or (industry is not None and not catalog.is_industry_endpoint(endpoint)):
         raise DeployError(
             f"unknown endpoint key {endpoint_key!r}; expected one of {', '.join(catalog.ENDPOINT_KEYS)}"
+            f" (or <industry endpoint>{catalog.SLOT_SEPARATOR}<industry_id>)"
         )
+    if industry is not None:
+        try:
+            catalog.check_industry_id(industry)
+        except ValueError as error:
+            raise DeployError(f"endpoint key {endpoint_key!r}: {error}") from None
     return endpoint_key
+
+
+def industry_slots(endpoint_key: str) -> dict[str, DeployResult]:
+    """Industry id -> what that industry's slot of ``endpoint_key`` serves now (deployed slots only)."""
+    check_key(endpoint_key)
+    lister = getattr(backend(), "slots", None)
+    if lister is None:
+        return {}
+    found = {}
+    for key in lister(endpoint_key):
+        live = current(key)
+        if live is not None:
+            found[catalog.split_slot(key)[1]] = live
+    return found

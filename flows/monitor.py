@@ -12,6 +12,7 @@ from typing import Any
 
 from prefect import flow
 
+from deployments import endpoints as deployed
 from salesrisk import catalog
 from salesrisk.settings import get_settings
 from tasks.monitor import act_on_breach, check_endpoint, publish_report
@@ -29,15 +30,36 @@ async def monitor_models(
 
     Thresholds are the SALESRISK_MONITOR_* settings (docs/model-monitoring.md); --no-act only reports.
     """
-    unknown = [key for key in endpoints if key not in catalog.ENDPOINT_KEYS]
+    unknown = [key for key in endpoints if not _known(key)]
     if unknown:
         raise ValueError(f"endpoints={unknown}: expected endpoint keys from {', '.join(catalog.ENDPOINT_KEYS)}")
+    endpoints = with_industry_slots(endpoints)
     lake = lake or get_settings().lake
     now = datetime.now(timezone.utc)
     checks = [await check_endpoint(key, lake, now) for key in endpoints]
     checks = [await act_on_breach(check, act) if check.breached else check for check in checks]
     await publish_report(checks, lake, now)
     return [check.as_dict() for check in checks]
+
+
+def _known(key: str) -> bool:
+    try:
+        deployed.check_key(key)
+    except deployed.DeployError:
+        return False
+    return True
+
+
+def with_industry_slots(keys: list[str]) -> list[str]:
+    """An industry endpoint stands for each of its deployed industry slots: every industry model is
+    checked against its own training data and outcomes, and acted on alone."""
+    expanded: list[str] = []
+    for key in keys:
+        if catalog.is_industry_endpoint(key):
+            expanded += [catalog.industry_slot(key, industry) for industry in deployed.industry_slots(key)] or [key]
+        else:
+            expanded.append(key)
+    return list(dict.fromkeys(expanded))
 
 
 def render(results: list[dict[str, Any]]) -> str:

@@ -14,16 +14,19 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from deployments import endpoints
-from salesrisk import catalog
 from tasks import artifacts
 from tasks.promote import record_serving
 
 
 @flow(name="rollback-model")
 async def rollback_model(endpoint: str, to_version: str | None = None, reason: str = "manual rollback") -> dict:
-    """Serve the previous deployment of ENDPOINT again, or registered version TO_VERSION."""
-    if endpoint not in catalog.ENDPOINT_KEYS:
-        raise ValueError(f"endpoint={endpoint!r}: expected one of {', '.join(catalog.ENDPOINT_KEYS)}")
+    """Serve the previous deployment of ENDPOINT again, or registered version TO_VERSION.
+
+    An industry model is rolled back on its own slot, e.g. ENDPOINT risk_scoring_industry/software."""
+    try:
+        endpoints.check_key(endpoint)  # an endpoint key, or an industry's slot: risk_scoring_industry/<industry>
+    except endpoints.DeployError as error:
+        raise ValueError(f"endpoint={endpoint!r}: {error}") from None
     result = await asyncio.to_thread(endpoints.rollback, endpoint, to_version, reason)
     get_run_logger().info("%s now serves %s v%s (%s)", endpoint, result.model_name, result.version, reason)
     # The registry follows the endpoint: `champion` moves back and the ledger records why.

@@ -37,6 +37,11 @@ class GateDecision:
     candidate: dict
     champion: dict | None
     forced: bool
+    # A segment's model is also judged against the model that would otherwise answer its rows
+    # (an industry model against the global one): that model's name and scores on the same rows.
+    baseline: dict | None = None
+    baseline_name: str | None = None
+    candidate_vs_baseline: dict | None = None  # the candidate's scores on the baseline's rows
 
     def as_tags(self, prefix: str = "gate") -> dict[str, str]:
         """The decision as MLflow model-version tags (strings only)."""

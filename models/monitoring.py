@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from salesrisk import catalog
+
 PSI_BINS = 10
 PSI_FLOOR = 1e-4  # share given to an empty bin, so an unseen bin counts heavily but finitely
 DRIFT_KIND = "drift"
@@ -284,8 +286,9 @@ class EndpointCheck:
 
 
 def resolve_action(actions: Mapping[str, str], endpoint_key: str, model_id: str) -> str:
-    """The configured action: by endpoint key first (risk_scoring_industry), then by model id."""
-    return actions.get(endpoint_key) or actions.get(model_id) or "none"
+    """The configured action: by endpoint key first (an industry slot, e.g.
+    risk_scoring_industry/software, then its endpoint risk_scoring_industry), then by model id."""
+    return actions.get(endpoint_key) or actions.get(catalog.split_slot(endpoint_key)[0]) or actions.get(model_id) or "none"
 
 
 def history_rows(check: EndpointCheck, checked_at: Any) -> list[dict[str, Any]]:

@@ -59,6 +59,8 @@ def inference_window(
     """Logged requests of one endpoint since ``since`` (UTC), optionally of one model version;
     empty when nothing was logged. Only the date partitions from ``since`` on are opened."""
     table = storage.join(lake, catalog.ML_INFERENCE_LOGS)
+    # an industry slot's rows are logged by the endpoint that routed them, with the model's name
+    endpoint_key = catalog.split_slot(endpoint_key)[0]
     first_day = since.date().isoformat()
     try:
         scan = storage.scan_dataset(

@@ -7,6 +7,7 @@ trainers, the flows, the Azure ML job files and the endpoint map.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import re
 from typing import Any
 
 # --- lake tables (see docs/data-lake-layout.md) ---------------------------------------------
@@ -274,7 +275,8 @@ def unregister(model_id: str) -> None:
 
 
 def spec_of_endpoint(endpoint_key: str) -> ModelSpec:
-    """The model an endpoint key serves."""
+    """The model an endpoint key (or an industry slot of one) serves."""
+    endpoint_key = split_slot(endpoint_key)[0]
     for spec in MODELS.values():
         if endpoint_key in spec.endpoint_keys:
             return spec
@@ -290,10 +292,59 @@ def registered_name(model_id: str, industry_id: str | None = None) -> str:
 
 
 def endpoint_key(model_id: str, industry_id: str | None = None) -> str:
+    """The endpoint a model serves on; an industry model serves its own slot of the industry
+    endpoint (:func:`industry_slot`), which routes each row to its industry's slot."""
     spec = MODELS[model_id]
     if industry_id and spec.industry_endpoint_key:
-        return spec.industry_endpoint_key
+        return industry_slot(spec.industry_endpoint_key, industry_id)
     return spec.endpoint_key
+
+
+# --- per-industry slots of an industry endpoint ----------------------------------------------
+# ``risk_scoring_industry/software`` is the slot of industry ``software`` on endpoint
+# ``risk_scoring_industry``: its own blue/green deployments, traffic and history, so each industry
+# model is deployed, gated, monitored and rolled back alone; the endpoint routes rows to the slots.
+SLOT_SEPARATOR = "/"
+_INDUSTRY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+
+
+def check_industry_id(industry_id: str) -> str:
+    if not _INDUSTRY_ID_PATTERN.match(str(industry_id)):
+        raise ValueError(
+            f"industry_id={industry_id!r}: expected letters, digits, '-' or '_' (at most 63, starting "
+            "with a letter or digit), as it becomes part of a registered model name and an endpoint path"
+        )
+    return str(industry_id)
+
+
+def industry_slot(endpoint_key: str, industry_id: str) -> str:
+    return f"{endpoint_key}{SLOT_SEPARATOR}{check_industry_id(industry_id)}"
+
+
+def split_slot(key: str) -> tuple[str, str | None]:
+    """``("risk_scoring_industry", "software")`` for a slot key, ``(key, None)`` for an endpoint."""
+    endpoint, separator, industry = key.partition(SLOT_SEPARATOR)
+    return endpoint, (industry or None) if separator else None
+
+
+def is_industry_endpoint(endpoint_key: str) -> bool:
+    return any(spec.industry_endpoint_key == endpoint_key for spec in MODELS.values())
+
+
+def fallback_endpoint(endpoint_key: str) -> str:
+    """The endpoint whose model answers rows of an industry with no model of its own."""
+    return spec_of_endpoint(endpoint_key).endpoint_key
+
+
+def industry_of_model(model_id: str, model_name: str) -> str | None:
+    """``software`` for ``risk-scoring-software`` (the spec's industry name pattern), else None."""
+    pattern = MODELS[model_id].industry_name
+    if not pattern:
+        return None
+    prefix, _, suffix = pattern.partition("{industry}")
+    if not model_name.startswith(prefix) or not model_name.endswith(suffix) or model_name == MODELS[model_id].registered_name:
+        return None
+    return model_name[len(prefix) : len(model_name) - len(suffix)] or None
 
 
 # --- models registered outside this file ----------------------------------------------------

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     azure_ml_resource_group: str | None = Field(None, validation_alias=_env("AZURE_ML_RESOURCE_GROUP"))
     azure_ml_workspace_name: str | None = Field(None, validation_alias=_env("AZURE_ML_WORKSPACE_NAME"))
     azure_ml_compute: str = Field("cpu-cluster", validation_alias=_env("AZURE_ML_COMPUTE"))
+    # retrain-all's fan-out on Azure ML: jobs in flight at once (the cluster's nodes, not this machine's cores)
+    azure_ml_max_concurrent_jobs: int = Field(8, ge=1, validation_alias=_env("AZURE_ML_MAX_CONCURRENT_JOBS"))
+    # retrain-all trains an industry's own model only with at least this many closed deals (won and
+    # lost together) in its training data; 600 is met by five of the default lake's eight industries.
+    industry_min_closed_deals: int = Field(600, ge=1, validation_alias=_env("SALESRISK_INDUSTRY_MIN_CLOSED_DEALS"))
     deploy_instance_type: str = Field("Standard_DS2_v2", validation_alias=_env("DEPLOY_INSTANCE_TYPE"))
     deploy_instance_count: int = Field(1, ge=1, validation_alias=_env("DEPLOY_INSTANCE_COUNT"))
     # --- monitor-models (docs/model-monitoring.md). The defaults are the "no better than a coin"

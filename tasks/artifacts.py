@@ -128,6 +128,12 @@ def decision_markdown(trained: TrainedModel, decision: gate.GateDecision) -> str
     )
     verdict = "promote" if decision.promote else "keep the champion"
     reasons = "\n".join(f"- {line}" for line in decision.reason.splitlines())
+    if decision.baseline_name:  # an industry model: its scores against the global model's, same rows
+        names = sorted(set(decision.baseline or {}))
+        rows += f"\n\n| metric | candidate | {decision.baseline_name} |\n|---|---|---|\n" + "\n".join(
+            f"| {name} | {number((decision.candidate_vs_baseline or {}).get(name))} | {number((decision.baseline or {}).get(name))} |"
+            for name in names
+        )
     run = f"`{trained.run_id}`"
     if trained.compute == "local" and trained.run_id:
         run = next((line.removeprefix("- MLflow run: ") for line in mlflow_link_lines(trained.run_id, trained.model_name, None)

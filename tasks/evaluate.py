@@ -4,6 +4,7 @@ of them trained on (the candidate's held-out rows the champion never saw either)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -141,6 +142,8 @@ def gate_candidate(trained: TrainedModel, endpoint_key: str, force: bool = False
             champion = score(trained.model_id, registry.model_uri(trained.model_name, serving[0]), rows)
             decision = decide(trained.model_id, candidate, champion, force)
             decision.reason = f"{scored_on}\n{decision.reason}"
+    if trained.params.get(catalog.INDUSTRY_ID) and decision.promote and not decision.forced:
+        decision = against_fallback(trained, decision)
     logger.info("gate for %s: %s", trained.model_name, decision.reason)
     create_markdown_artifact(
         markdown=decision_markdown(trained, decision),
@@ -149,6 +152,47 @@ def gate_candidate(trained: TrainedModel, endpoint_key: str, force: bool = False
         _sync=True,  # runs in a worker thread of an async flow
     )
     return decision
+
+
+def against_fallback(trained: TrainedModel, decision: gate.GateDecision) -> gate.GateDecision:
+    """An industry model serves only where it beats the global model: both are scored on the
+    industry's held-out rows the global model never trained on, and the gate (the spec's metrics,
+    directions and tolerances) must pass with the global model as the champion as well."""
+    spec = catalog.MODELS[trained.model_id]
+    industry = str(trained.params[catalog.INDUSTRY_ID])
+    live = endpoints.current(spec.endpoint_key)
+    if live is None:
+        return dataclasses.replace(
+            decision, promote=False, baseline_name=spec.registered_name,
+            reason=f"{decision.reason}\nblocked: no {spec.registered_name} serves {spec.endpoint_key}, so "
+            f"industry {industry!r} cannot show it beats the global model; train and deploy the global model first",
+        )
+    held, _ = _split(trained.model_id, trained.training_data.uri, trained.params)
+    seen = champion_seen_rows(trained.model_id, live.model_name, live.version)
+    rows, note = held.drop(ROW), f"all {held.height} of the industry's held-out rows (the global model's training rows are unknown)"
+    if seen is not None:
+        data = training_frame(trained.training_data.uri, trained.params).with_row_index(ROW)
+        raw_held = data.filter(pl.col(ROW).is_in(held.get_column(ROW).implode()))
+        unseen = splits.unseen(raw_held, seen, specs.get(trained.model_id).trainer.group)
+        rows = held.filter(pl.col(ROW).is_in(unseen.get_column(ROW).implode())).drop(ROW)
+        note = f"{rows.height} of the industry's {held.height} held-out rows, ones {live.model_name} v{live.version} never trained on"
+    name = f"{live.model_name} v{live.version}"
+    if rows.height == 0:
+        return dataclasses.replace(
+            decision, promote=False, baseline_name=name,
+            reason=f"{decision.reason}\nblocked: no held-out row of industry {industry!r} is unseen by {name}; "
+            "nothing shows the industry model beats it",
+        )
+    candidate = score(trained.model_id, trained.model_uri, rows)
+    baseline = score(trained.model_id, registry.model_uri(live.model_name, live.version), rows)
+    versus = decide(trained.model_id, candidate, baseline, False)
+    verdict = "beats" if versus.promote else "does not beat"
+    lines = "\n".join(f"against {name}: {line}" for line in versus.reason.splitlines())
+    return dataclasses.replace(
+        decision, promote=versus.promote, baseline=versus.champion, baseline_name=name,
+        candidate_vs_baseline=versus.candidate,
+        reason=f"{decision.reason}\nindustry {industry!r}: {verdict} {name} on {note}\n{lines}",
+    )
 
 
 @task(name="evaluate", task_run_name="evaluate {trained.model_name}", cache_policy=NO_CACHE)

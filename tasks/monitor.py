@@ -33,7 +33,7 @@ REPORT_KEY = "monitoring-report"
 
 def artifact_key(*parts: str) -> str:
     """Prefect artifact keys take lowercase letters, digits and dashes only."""
-    return "-".join(parts).lower().replace("_", "-")
+    return "-".join(parts).lower().replace("_", "-").replace("/", "-")  # an industry slot has a '/'
 
 
 # --- check ------------------------------------------------------------------------------------
@@ -100,9 +100,9 @@ async def trigger_retraining(check: EndpointCheck, model_id: str) -> str:
     spec = catalog.MODELS[model_id]
     name = f"{spec.flow_name}/default"  # the model's deployment in prefect.yaml
     parameters: dict[str, Any] = {}
-    if check.endpoint_key == spec.industry_endpoint_key and check.model_name and spec.industry_name:
-        prefix, _, suffix = spec.industry_name.partition("{industry}")
-        parameters["industry_id"] = check.model_name.removeprefix(prefix).removesuffix(suffix)
+    industry = catalog.industry_of_model(model_id, check.model_name) if check.model_name else None
+    if catalog.split_slot(check.endpoint_key)[0] == spec.industry_endpoint_key and industry:
+        parameters[catalog.INDUSTRY_ID] = industry
     try:
         run = await arun_deployment(name=name, parameters=parameters or None, timeout=0)
     except Exception as error:  # noqa: BLE001 - no API, no deployment, no work pool: report, do not fail

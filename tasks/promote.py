@@ -34,6 +34,10 @@ def version_tags(trained: TrainedModel, decision: gate.GateDecision) -> dict[str
     tags.update({f"metric.{k}": round(v, 6) for k, v in trained.metrics.items()})
     tags.update({f"gate.candidate.{k}": round(v, 6) for k, v in decision.candidate.items()})
     tags.update({f"gate.champion.{k}": round(v, 6) for k, v in (decision.champion or {}).items()})
+    if decision.baseline_name:  # an industry model's decision against the global model
+        tags["gate.baseline"] = decision.baseline_name
+        tags.update({f"gate.baseline.{k}": round(v, 6) for k, v in (decision.baseline or {}).items()})
+        tags.update({f"gate.vs_baseline.{k}": round(v, 6) for k, v in (decision.candidate_vs_baseline or {}).items()})
     return tags
 
 

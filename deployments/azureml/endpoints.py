@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from deployments import endpoint_map
 from deployments.azureml import client as azure_client
 from deployments.endpoints import COLOURS, DeployError, DeployResult
+from salesrisk import catalog, locks
 from salesrisk.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -35,6 +36,10 @@ TAG_VERSION = "salesrisk.version"
 TAG_PREVIOUS_MODEL = "salesrisk.previous_model_name"
 TAG_PREVIOUS_VERSION = "salesrisk.previous_version"
 TAG_LAST_ACTION = "salesrisk.last_action"
+TAG_MEMBER = "salesrisk.industry."  # + industry: the "model:version" the router serves for it
+TAG_MEMBER_PREVIOUS = "salesrisk.previous_industry."
+TAG_FALLBACK = "salesrisk.fallback"
+ROUTER_INDUSTRY = "industry-router"  # the router's registered name: the industry name pattern with this
 LOG_LINES = 50
 _MODEL_ID = re.compile(r"(?:azureml:)?(?:.*/models/)?(?P<name>[^/:]+)(?::|/versions/)(?P<version>[^/:]+)$")
 
@@ -109,10 +114,16 @@ class AzureMLBackend:
     def deploy(
         self, endpoint_key: str, model_name: str, version: str, *, sample: pandas.DataFrame | None = None
     ) -> DeployResult:
-        return self._rollout(endpoint_key, model_name, str(version), sample=sample, action="deploy")
+        if catalog.split_slot(endpoint_key)[1] is not None:
+            return self._deploy_member(endpoint_key, model_name, str(version), sample=sample, action="deploy")
+        result = self._rollout(endpoint_key, model_name, str(version), sample=sample, action="deploy")
+        self._refresh_routers(endpoint_key)
+        return result
 
     def rollback(self, endpoint_key: str, to_version: str | None = None, reason: str = "") -> DeployResult:
         reason = reason or "no reason given"
+        if catalog.split_slot(endpoint_key)[1] is not None:
+            return self._rollback_member(endpoint_key, to_version, reason)
         name = endpoint_name(endpoint_key, self.prefix)
         endpoint = self._endpoint(name)
         live = live_colour(endpoint.traffic) if endpoint is not None else None
@@ -140,6 +151,9 @@ class AzureMLBackend:
         return self._rollout(endpoint_key, *target, sample=None, action=f"rollback: {reason}")
 
     def current(self, endpoint_key: str) -> DeployResult | None:
+        parent, industry = catalog.split_slot(endpoint_key)
+        if industry is not None:
+            return self._member(parent, industry)
         name = endpoint_name(endpoint_key, self.prefix)
         endpoint = self._endpoint(name)
         live = live_colour(endpoint.traffic) if endpoint is not None else None
@@ -148,6 +162,110 @@ class AzureMLBackend:
         model_name, version = deployed_model(self.client.online_deployments.get(live, name))
         tags = endpoint.tags or {}
         return DeployResult(endpoint_key, model_name, version, live, endpoint.scoring_uri, tags.get(TAG_PREVIOUS_VERSION))
+
+    def slots(self, endpoint_key: str) -> list[str]:
+        endpoint = self._endpoint(endpoint_name(endpoint_key, self.prefix))
+        tags = (endpoint.tags or {}) if endpoint is not None else {}
+        return sorted(catalog.industry_slot(endpoint_key, k.removeprefix(TAG_MEMBER)) for k in tags if k.startswith(TAG_MEMBER))
+
+    # --- industry slots: members of the endpoint's router model (docs/industry-models.md) ------
+    def _member(self, parent: str, industry: str) -> DeployResult | None:
+        endpoint = self._endpoint(endpoint_name(parent, self.prefix))
+        tags = (endpoint.tags or {}) if endpoint is not None else {}
+        member = tags.get(TAG_MEMBER + industry)
+        live = live_colour(endpoint.traffic) if endpoint is not None else None
+        if not member or live is None:
+            return None
+        model_name, _, version = member.rpartition(":")
+        previous = tags.get(TAG_MEMBER_PREVIOUS + industry, "").rpartition(":")[2] or None
+        return DeployResult(catalog.industry_slot(parent, industry), model_name, version, live, endpoint.scoring_uri, previous)
+
+    def _deploy_member(
+        self, slot: str, model_name: str, version: str, *, sample: pandas.DataFrame | None, action: str
+    ) -> DeployResult:
+        """A new router version over the industries now served plus this one, rolled out blue/green
+        on the industry endpoint like any model; then the endpoint's tags name the members."""
+        parent, industry = catalog.split_slot(slot)
+        assert industry is not None
+        # one router version at a time: two industries deployed at once must not drop each other
+        with locks.held(f"router-{endpoint_name(parent, self.prefix)}"):
+            return self._deploy_member_locked(slot, parent, industry, model_name, version, sample=sample, action=action)
+
+    def _deploy_member_locked(
+        self, slot: str, parent: str, industry: str, model_name: str, version: str, *,
+        sample: pandas.DataFrame | None, action: str,
+    ) -> DeployResult:
+        fallback_key = catalog.fallback_endpoint(parent)
+        fallback = self.current(fallback_key)
+        if fallback is None:
+            raise DeployError(f"{action} of {model_name} v{version} to {slot}: {fallback_key} serves nothing, and "
+                              "the router answers every other industry with it; deploy that model first")
+        endpoint = self._endpoint(endpoint_name(parent, self.prefix))
+        tags = dict((endpoint.tags or {}) if endpoint is not None else {})
+        members = {k.removeprefix(TAG_MEMBER): v.rpartition(":") for k, v in tags.items() if k.startswith(TAG_MEMBER)}
+        members = {i: (name, ver) for i, (name, _, ver) in members.items()}
+        before = members.get(industry)
+        members[industry] = (model_name, version)
+        router_name, router_version = self._register_router(parent, members, (fallback.model_name, fallback.version))
+        if sample is not None:
+            sample = sample.assign(**{catalog.INDUSTRY_ID: industry})
+        result = self._rollout(parent, router_name, router_version, sample=sample, action=f"{action} {model_name} v{version}")
+        member_tags = {TAG_MEMBER + industry: f"{model_name}:{version}"}
+        if before is not None:
+            member_tags[TAG_MEMBER_PREVIOUS + industry] = f"{before[0]}:{before[1]}"
+        endpoint = self._endpoint(endpoint_name(parent, self.prefix))
+        self._set_traffic(endpoint, dict(endpoint.traffic or {}), tags=member_tags)
+        return DeployResult(slot, model_name, version, result.colour, result.scoring_url, before[1] if before else None)
+
+    def _refresh_routers(self, fallback_key: str) -> None:
+        """A new fallback model reaches the industry endpoints that answer other industries with it."""
+        for spec in catalog.MODELS.values():
+            if spec.endpoint_key != fallback_key or not spec.industry_endpoint_key:
+                continue
+            slots = self.slots(spec.industry_endpoint_key)
+            if slots:
+                live = self.current(slots[0])
+                assert live is not None
+                self._deploy_member(slots[0], live.model_name, live.version, sample=None,
+                                    action=f"new fallback on {fallback_key}: router rebuilt with")
+
+    def _rollback_member(self, slot: str, to_version: str | None, reason: str) -> DeployResult:
+        live = self.current(slot)
+        if live is None:
+            raise DeployError(f"endpoint {slot!r} has nothing deployed; nothing to roll back")
+        target = to_version or live.previous_version
+        if not target:
+            raise DeployError(f"endpoint {slot!r} has no previous version recorded; pass to_version")
+        return self._deploy_member(slot, live.model_name, str(target), sample=None, action=f"rollback: {reason}")
+
+    def _register_router(self, parent: str, members: dict[str, tuple[str, str]], fallback: tuple[str, str]) -> tuple[str, str]:
+        """Build the router over the members (downloaded from the workspace) and register it."""
+        from azure.ai.ml.constants import AssetTypes
+        from azure.ai.ml.entities import Model
+
+        from models.industry_router import save_router
+
+        spec = catalog.spec_of_endpoint(parent)
+        router_name = catalog.registered_name(spec.model_id, ROUTER_INDUSTRY)
+        with tempfile.TemporaryDirectory(prefix="salesrisk-router-") as tmp:
+            def fetch(name: str, version: str) -> tuple[str, str, str]:
+                target = Path(tmp, "members", name, version)
+                self.client.models.download(name, version, download_path=str(target))
+                found = sorted(target.rglob("MLmodel"))
+                if not found:
+                    raise DeployError(f"azureml:{name}:{version} is not an MLflow model (no MLmodel file)")
+                return name, version, str(found[0].parent)
+
+            folder = save_router(Path(tmp, "router"), {i: fetch(*m) for i, m in sorted(members.items())}, fetch(*fallback))
+            described = "; ".join(f"{i}={n}:{v}" for i, (n, v) in sorted(members.items()))
+            registered = self.client.models.create_or_update(Model(
+                name=router_name, path=str(folder), type=AssetTypes.MLFLOW_MODEL,
+                description=f"routes {catalog.INDUSTRY_ID} to {described}; else {fallback[0]}:{fallback[1]}",
+                tags={TAG_FALLBACK: f"{fallback[0]}:{fallback[1]}",
+                      **{TAG_MEMBER + i: f"{n}:{v}" for i, (n, v) in members.items()}},
+            ))
+        log.info("registered %s v%s routing %s", router_name, registered.version, described)
+        return router_name, str(registered.version)
 
     # --- steps ---------------------------------------------------------------------------
     def _rollout(

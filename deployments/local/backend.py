@@ -25,6 +25,7 @@ from deployments import endpoint_map
 from deployments.endpoints import DeployError, DeployResult
 from deployments.local import keys
 from deployments.local import state as st
+from salesrisk import catalog
 from salesrisk.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -82,8 +83,14 @@ class LocalBackend:
         return self._result(endpoint_key, ep, live)
 
     # --- steps ---------------------------------------------------------------------------
+    def slots(self, endpoint_key: str) -> list[str]:
+        prefix = f"{endpoint_key}{catalog.SLOT_SEPARATOR}"
+        return sorted(k for k, ep in st.load(self.state_path).endpoints.items() if k.startswith(prefix) and ep.deployments)
+
     def scoring_url(self, endpoint_key: str) -> str:
-        return f"http://{self.settings.serve_host}:{self.settings.serve_port}/score/{endpoint_key}"
+        """Clients score an industry model through its endpoint, which routes rows by industry."""
+        public = catalog.split_slot(endpoint_key)[0]
+        return f"http://{self.settings.serve_host}:{self.settings.serve_port}/score/{public}"
 
     def _deploy(
         self,
@@ -131,7 +138,7 @@ class LocalBackend:
             revision = state.revision + 1
         self._wait_applied(revision)
         result = DeployResult(key, model_name, version, idle, self.scoring_url(key), previous)
-        endpoint_map.update({key: result.scoring_url}, self.settings.endpoint_map)
+        endpoint_map.update({catalog.split_slot(key)[0]: result.scoring_url}, self.settings.endpoint_map)
         log.info("%s: %s v%s now takes 100%% on %s (was v%s)", key, model_name, version, idle, previous)
         return result
 
@@ -146,7 +153,7 @@ class LocalBackend:
                       previous_version=previous, reason=reason)
             revision = state.revision + 1
         self._wait_applied(revision)
-        endpoint_map.update({key: self.scoring_url(key)}, self.settings.endpoint_map)
+        endpoint_map.update({catalog.split_slot(key)[0]: self.scoring_url(key)}, self.settings.endpoint_map)
         log.info("%s: rolled back to %s v%s on %s (%s)", key, slot.model_name, slot.version, colour, reason)
         return DeployResult(key, slot.model_name, slot.version, colour, self.scoring_url(key), previous)
 

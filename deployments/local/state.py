@@ -152,5 +152,5 @@ def transaction(path: Path | None = None) -> Iterator[State]:
 @contextlib.contextmanager
 def endpoint_lock(key: str, settings: Settings | None = None) -> Iterator[None]:
     """Serialise deploys and rollbacks of one endpoint (they span a smoke test, not one write)."""
-    with locked(endpoints_dir(settings) / f".{key}.lock"):
+    with locked(endpoints_dir(settings) / f".{key.replace('/', '.')}.lock"):  # an industry slot has a '/'
         yield

@@ -29,8 +29,8 @@ from fastapi_offline import FastAPIOffline
 
 from deployments.inference_log import InferenceLog, ScoredBatch
 from deployments.local import state as state_mod
-from deployments.serve.live import DEPLOYMENT_HEADER, Deployment, LiveEndpoints, RouteError
-from deployments.serve.scoring import PayloadError, column_values, dumps, parse
+from deployments.serve.live import DEPLOYMENT_HEADER, Deployment, IndustryRouter, LiveEndpoints, RouteError
+from deployments.serve.scoring import PayloadError, column_values, dumps, loads, parse
 from salesrisk import catalog
 
 log = logging.getLogger("salesrisk.serve")
@@ -118,7 +118,7 @@ class ScoringService:
     async def score_async(self, key: str, deployment_header: bytes | None, body: bytes, request_id: bytes | None) -> Reply:
         """:meth:`score`, inline for fast models and in a worker thread for slow ones, so one slow
         model (SHAP factors, an LSTM) does not hold up the event loop and every other endpoint."""
-        if self.slow(key):
+        if self.slow(key) or isinstance(self.live.endpoints.get(key), IndustryRouter):
             return await anyio.to_thread.run_sync(self.score, key, deployment_header, body, request_id)
         return self.score(key, deployment_header, body, request_id)
 
@@ -126,6 +126,8 @@ class ScoringService:
         endpoint = self.live.endpoints.get(key)
         if endpoint is None:  # undeployed between preflight and now
             return error_reply(503, f"endpoint {key!r} has no deployment")
+        if isinstance(endpoint, IndustryRouter):
+            return self.score_routed(endpoint, deployment_header, body, request_id)
         try:
             deployment = endpoint.route(deployment_header.decode("latin-1") if deployment_header else None)
         except RouteError as error:
@@ -152,6 +154,61 @@ class ScoringService:
             )
         )
         return Reply(200, content, [*deployment.raw_headers, (b"x-request-id", rid.encode())])
+
+
+    def score_routed(self, router: IndustryRouter, deployment_header: bytes | None, body: bytes,
+                     request_id: bytes | None) -> Reply:
+        """Each row by its ``industry_id`` to that industry's model, else to the fallback model; every
+        answered row says which registered model and version scored it (``model_name``,
+        ``model_version``). Each model's rows are predicted together and logged as its own batch."""
+        requested = deployment_header.decode("latin-1") if deployment_header else None
+        try:
+            columns, rows, params = parse(body)
+            if len(rows) > self.config.max_rows:
+                raise PayloadError(413, f"{len(rows)} rows exceed the limit of {self.config.max_rows} rows per request; split the batch")
+            industries = column_values(columns, rows, catalog.INDUSTRY_ID) or [None] * len(rows)
+            groups: dict[str, tuple[Deployment, list[int]]] = {}
+            chosen: dict[Any, Deployment] = {}
+            for i, value in enumerate(industries):
+                industry = None if value is None else str(value)
+                if industry not in chosen:
+                    chosen[industry] = router.route(requested, industry)
+                deployment = chosen[industry]
+                groups.setdefault(deployment.path, (deployment, []))[1].append(i)
+        except PayloadError as error:
+            return error_reply(error.status, error.message)
+        except RouteError as error:
+            return error_reply(error.status, error.message)
+        answered: list[Any] = [None] * len(rows)
+        rid = _request_id(None if request_id and self._key in request_id else request_id)  # never log the key
+        batches = []
+        for deployment, positions in groups.values():
+            scorer = deployment.scorer
+            part = [rows[i] for i in positions]
+            try:
+                frame = scorer.frame(columns, part)  # type: ignore[union-attr]
+                content = scorer.encode(scorer.predict(frame, params))  # type: ignore[union-attr]
+                records = loads(content)
+                if not isinstance(records, list) or len(records) != len(positions):
+                    raise ValueError(f"returned {len(records) if isinstance(records, list) else 'no'} records for {len(positions)} rows")
+            except PayloadError as error:
+                return error_reply(error.status, error.message)
+            except Exception as error:  # the model raised: a server-side failure, say which model
+                log.exception("scoring %s with %s v%s failed", router.key, deployment.model_name, deployment.version)
+                return error_reply(500, f"{deployment.model_name} v{deployment.version} failed: {type(error).__name__}: {error}")
+            for i, record in zip(positions, records):
+                if isinstance(record, dict):
+                    record["model_name"], record["model_version"] = deployment.model_name, deployment.version
+                else:  # a model that answers plain values: keep the value under its output name
+                    record = {"prediction": record, "model_name": deployment.model_name, "model_version": deployment.version}
+                answered[i] = record
+            batches.append(ScoredBatch(
+                router.key, deployment.colour, deployment.model_name, deployment.version, rid, time.time(), frame, content,
+                scorer.identifiers(columns, part),  # type: ignore[union-attr]
+            ))
+        for batch in batches:  # only once every group scored: a failed request logs nothing
+            self.inference_log.submit(batch)
+        return Reply(200, dumps(answered), [(b"x-request-id", rid.encode())])
 
 
 def check_industry(key: str, deployment: Deployment, columns: list[str] | None, rows: list) -> None:
@@ -274,9 +331,11 @@ def create_app(
             "Local stand-in for the Azure ML managed online endpoints of the sales-risk models. "
             "One endpoint per key; each has deployments `blue` and `green` and a traffic split. "
             "Send `Authorization: Bearer <key>`; the optional header `azureml-model-deployment: "
-            "<colour>` targets one deployment whatever its traffic. On `risk_scoring_industry` an "
-            "`industry_id` column, when sent, must name the industry of the deployed "
-            "`risk-scoring-{industry}` model (else 422)."
+            "<colour>` targets one deployment whatever its traffic. `POST /score/risk_scoring_industry` "
+            "routes each row by its `industry_id` to that industry's `risk-scoring-{industry}` model and "
+            "scores any other industry with `risk_scoring_global`; each answered row carries `model_name` and "
+            "`model_version`. `/score/risk_scoring_industry/<industry>` is one industry's own slot (rows of "
+            "another industry are refused there with 422)."
         ),
         lifespan=lifespan,
     )

@@ -93,13 +93,82 @@ class Endpoint:
         }
 
 
+@dataclass(frozen=True)
+class IndustryRouter:
+    """An industry endpoint (``risk_scoring_industry``): each row goes to the live deployment of
+    its ``industry_id``'s slot, and rows of any other industry (or without one) to the fallback
+    endpoint's (``risk_scoring_global``). Built from the state on every change, like an Endpoint."""
+
+    key: str
+    industries: Mapping[str, Endpoint]  # industry id -> its slot endpoint
+    fallback: Endpoint | None
+
+    live = None  # never one deployment: ScoringService scores it row group by row group
+
+    def route(self, requested: str | None, industry: str | None) -> Deployment:
+        """The deployment that scores a row of ``industry``; the colour header, when sent, picks
+        that colour of the industry's slot (and of the fallback)."""
+        slot = self.industries.get(industry) if industry is not None else None
+        if slot is not None and (slot.live is not None or any(w > 0 for w in slot.traffic.values()) or requested):
+            return slot.route(requested)
+        if self.fallback is None:
+            raise RouteError(
+                503, f"endpoint {self.key!r} has no model for industry {industry!r} and its fallback "
+                f"{catalog.fallback_endpoint(self.key)!r} has no deployment; deploy one first"
+            )
+        return self.fallback.route(requested)
+
+    def describe(self) -> dict[str, Any]:
+        def serving(endpoint: Endpoint) -> dict[str, Any]:
+            described = endpoint.describe()
+            live = described["live"]
+            return {"live": live, **(described["deployments"].get(live, {}) if live else {}),
+                    "traffic": described["traffic"]}
+
+        return {
+            "traffic": {},
+            "live": None,
+            "deployments": {},
+            "routing": f"each row by its {catalog.INDUSTRY_ID!r}: the industry's model, else the fallback",
+            "industries": {industry: serving(ep) for industry, ep in sorted(self.industries.items())},
+            "fallback": {"endpoint": catalog.fallback_endpoint(self.key),
+                         **(serving(self.fallback) if self.fallback is not None else {"live": None})},
+        }
+
+
 def industry_of(key: str, model_name: str) -> str | None:
-    """``tech`` for ``risk-scoring-tech`` deployed on ``risk_scoring_industry`` (the runbook's
-    per-industry name), else ``None``."""
-    prefix = "risk-scoring-"
-    if key != catalog.RISK_SCORING_INDUSTRY_ENDPOINT or not model_name.startswith(prefix):
+    """``tech`` for ``risk-scoring-tech`` deployed on slot ``risk_scoring_industry/tech`` (or on
+    ``risk_scoring_industry`` itself, as deploys before industry slots did), else ``None``."""
+    endpoint, _ = catalog.split_slot(key)
+    if not catalog.is_industry_endpoint(endpoint):
         return None
-    return model_name[len(prefix) :] or None
+    return catalog.industry_of_model(catalog.spec_of_endpoint(endpoint).model_id, model_name)
+
+
+def with_routers(endpoints: dict[str, Endpoint]) -> dict[str, Endpoint | IndustryRouter]:
+    """Add each industry endpoint's router over its slots, with its fallback endpoint. A model
+    deployed on the industry endpoint itself (``endpoints.deploy("risk_scoring_industry", ...)``,
+    as before slots existed) keeps being served alone while no slot is deployed."""
+    routed: dict[str, Endpoint | IndustryRouter] = dict(endpoints)
+    for spec in catalog.MODELS.values():
+        key = spec.industry_endpoint_key
+        if not key:
+            continue
+        slots = {}
+        for name, endpoint in endpoints.items():
+            parent, industry = catalog.split_slot(name)
+            if parent == key and industry is not None:
+                slots[industry] = endpoint
+        fallback = endpoints.get(spec.endpoint_key)
+        legacy = endpoints.get(key)  # a model deployed on the endpoint itself, not on a slot
+        if legacy is not None and not slots:
+            continue  # served as it was deployed: that one model, its own industry only (422 otherwise)
+        industry = legacy.live.industry if legacy is not None and legacy.live is not None else None
+        if industry is not None and industry not in slots:
+            slots[industry] = legacy
+        if slots or fallback is not None:
+            routed[key] = IndustryRouter(key, slots, fallback)
+    return routed
 
 
 def load_scorer(path: str) -> Scorer:
@@ -121,7 +190,7 @@ class LiveEndpoints:
         self.path = path
         self.poll_seconds = poll_seconds
         self.loader = loader
-        self.endpoints: dict[str, Endpoint] = {}
+        self.endpoints: dict[str, Endpoint | IndustryRouter] = {}
         self.revision = 0
         self._signature: tuple[int, int, int] | None = None
         self._scorers: dict[str, Scorer] = {}  # model path -> loaded scorer, reused across revisions
@@ -140,7 +209,7 @@ class LiveEndpoints:
             self._signature = signature
             return False
         scorers: dict[str, Scorer] = {}
-        endpoints = {key: self._build(key, ep, scorers) for key, ep in state.endpoints.items()}
+        endpoints = with_routers({key: self._build(key, ep, scorers) for key, ep in state.endpoints.items()})
         self.endpoints = endpoints  # the swap: one reference assignment
         self._scorers = scorers
         self._signature = signature

@@ -396,6 +396,8 @@ class ExecutingWorkspace:
     # --- models -------------------------------------------------------------------------------
     def _register(self, model: Model, **_: Any) -> Model:
         match = re.match(r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)/paths/(?P<path>.*)$", str(model.path))
+        if not match and Path(str(model.path)).is_dir():  # a local folder: the SDK uploads it
+            return self._register_folder(model)
         if not match:
             raise HttpResponseError(f"model path {model.path}: this workspace registers job outputs only")
         running = self.jobs.get(match["job"])
@@ -418,6 +420,23 @@ class ExecutingWorkspace:
             model.name, str(copy_to), run_id=match["job"], tags={str(k): str(v) for k, v in (model.tags or {}).items()},
             description=model.description,
         )
+        stored = copy.deepcopy(model)
+        stored.version = str(version.version)
+        return stored
+
+    def _register_folder(self, model: Model) -> Model:
+        if not (Path(str(model.path)) / "MLmodel").exists():
+            raise HttpResponseError(f"model path {model.path} holds no MLflow model (no MLmodel file)")
+        copy_to = self.root / "registry" / model.name / uuid.uuid4().hex
+        shutil.copytree(str(model.path), copy_to)
+        mlflow = self._mlflow()
+        with self._lock:
+            try:
+                mlflow.get_registered_model(model.name)
+            except Exception:
+                mlflow.create_registered_model(model.name)
+        version = mlflow.create_model_version(model.name, str(copy_to), tags={str(k): str(v) for k, v in (model.tags or {}).items()},
+                                              description=model.description)
         stored = copy.deepcopy(model)
         stored.version = str(version.version)
         return stored

@@ -1,0 +1,72 @@
+"""retrain-all trains the risk-scoring family (global + one model per industry with enough closed
+deals), records each industry model's decision against the global model, and
+``risk_scoring_industry`` routes each row over HTTP: its industry's model where one serves, the
+global model for every other industry."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flows.model_flow import flow_for
+from flows.retrain_all import retrain_all
+from salesrisk import catalog, registry
+from tests.serving.conftest import free_port, start_server, stop_server
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+FAMILY = next(spec for spec in catalog.MODELS.values() if spec.industry_name)
+# The small lake's closed deals: software 221, finance 143, healthcare 124, ... energy 70.
+MIN_CLOSED_DEALS = 140
+TRAINED = ("software", "finance")
+UNTRAINED = "energy"
+ROW = {"amount": 42000.0, "probability": 0.45, "days_to_close": 30.0, "stage_encoded": 2.0, "industry_encoded": 1.0,
+       "days_since_last_activity": 5.0, "activity_count_30d": 7.0, "stakeholder_count": 3.0}
+
+
+def test_family_is_trained_gated_against_global_and_rows_are_routed_by_industry(
+    small_lake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    monkeypatch.setenv("SALESRISK_SERVE_PORT", str(port))
+    server = start_server(port, log_name="industry-family-server.log")
+    try:
+        rows = asyncio.run(retrain_all(models=[FAMILY.model_id], min_closed_deals=MIN_CLOSED_DEALS))
+        names = [catalog.registered_name(FAMILY.model_id, i) for i in TRAINED]
+        assert [r["model"] for r in rows] == [FAMILY.registered_name, *names]  # only industries over the line
+        client = registry.client()
+        for name in names:  # each industry model's decision against the global model is recorded
+            tags = client.get_model_version(name, "1").tags
+            assert tags["gate.baseline"] == f"{FAMILY.registered_name} v1"
+            assert {f"gate.baseline.{m}" for m in FAMILY.directions} <= set(tags)
+            row = next(r for r in rows if r["model"] == name)
+            assert (row["scoring URL"] != "not deployed") == (tags["gate_promote"] == "True")
+
+        # Whatever the gate decided, put both industry models on their slots (train is a cache hit):
+        # the routing below needs two industries served.
+        for industry in TRAINED:
+            asyncio.run(flow_for(FAMILY.model_id)(**{catalog.INDUSTRY_ID: industry}, force=True))
+
+        headers = server.headers()
+        routed = httpx.get(f"{server.url}/endpoints", headers=headers, timeout=30).json()["endpoints"][FAMILY.industry_endpoint_key]
+        assert routed["fallback"]["model_name"] == FAMILY.registered_name
+        assert {i: d["model_name"] for i, d in routed["industries"].items()} == dict(zip(TRAINED, names))
+
+        industries = [TRAINED[0], UNTRAINED, TRAINED[1], TRAINED[0]]
+        body = {"input_data": {"columns": [*ROW, catalog.INDUSTRY_ID],
+                               "data": [[*ROW.values(), industry] for industry in industries]}}
+        response = httpx.post(f"{server.url}/score/{FAMILY.industry_endpoint_key}", json=body, headers=headers, timeout=60)
+        assert response.status_code == 200, response.text
+        answered = response.json()
+        expected = [catalog.registered_name(FAMILY.model_id, i) if i in TRAINED else FAMILY.registered_name for i in industries]
+        assert [r["model_name"] for r in answered] == expected
+        assert all(r["model_version"] and isinstance(r["risk_score"], float) for r in answered)
+        # the untrained industry's row is scored exactly as the global endpoint scores it
+        alone = httpx.post(f"{server.url}/score/{FAMILY.endpoint_key}", json={"input_data": {
+            "columns": body["input_data"]["columns"], "data": [body["input_data"]["data"][1]]}}, headers=headers, timeout=60)
+        assert alone.status_code == 200 and alone.json()[0]["risk_score"] == answered[1]["risk_score"]
+    finally:
+        stop_server(server)
