@@ -53,7 +53,8 @@ async def retrain_all(
         raise ValueError(f"unknown model(s) {unknown}; expected some of {sorted(catalog.MODELS)}")
     lake = lake or get_settings().lake
     await bootstrap_lake(lake)  # once, before the model flows read it concurrently
-    await initialise_tracking()  # once, before trainers open the store concurrently
+    # Beside the first preparations, which do not need the store; each train step waits for it.
+    tracking = asyncio.create_task(initialise_tracking())
     progress = await create_progress_artifact(progress=0.0, key="retrain-all-progress",
                                               description="models finished")
     done = 0
@@ -72,6 +73,7 @@ async def retrain_all(
 
     started = longest_first(models)
     outcomes = await asyncio.gather(*(run_one(m) for m in started), return_exceptions=True)
+    await asyncio.gather(tracking, return_exceptions=True)  # a failure is its task run's; train steps retry it
     finished = dict(zip(started, outcomes))
     results = {m: finished[m] for m in dict.fromkeys(models)}  # the summary keeps the order asked for
     rows = summary_rows(results)
