@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field, fields
 from datetime import date
 from typing import Any
@@ -106,12 +107,12 @@ async def promote(trained: TrainedModel, endpoint_key: str, options: PipelineOpt
 
     scoring_url = None
     if options.deploy and decision.promote:
-        sample = held_out_rows(trained).head(SMOKE_ROWS).to_pandas()
+        sample = (await asyncio.to_thread(held_out_rows, trained)).head(SMOKE_ROWS).to_pandas()
         with transaction():
-            version = register(trained, decision)
-            scoring_url = deploy_task(endpoint_key, model_name, version, sample).scoring_url
+            version = await register(trained, decision)
+            scoring_url = (await deploy_task(endpoint_key, model_name, version, sample)).scoring_url
     else:
-        version = register(trained, decision)
+        version = await register(trained, decision)
         live = endpoints.current(endpoint_key)
         scoring_url = live.scoring_url if live and live.model_name == model_name else None
         logger.info("%s v%s registered, not deployed: %s", model_name, version,

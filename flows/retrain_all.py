@@ -92,7 +92,8 @@ async def retrain_all(
     lake = lake or get_settings().lake
     minimum = min_closed_deals or get_settings().industry_min_closed_deals
     await bootstrap_lake(lake)  # once, before the model flows read it concurrently
-    await initialise_tracking()  # once, before trainers open the store concurrently
+    # Beside the first preparations, which do not need the store; each train step waits for it.
+    tracking = asyncio.create_task(initialise_tracking())
     progress = await create_progress_artifact(progress=0.0, key="retrain-all-progress",
                                               description="pipelines finished")
     done = 0
@@ -138,6 +139,7 @@ async def retrain_all(
 
     started = longest_first(models)
     families = await asyncio.gather(*(run_family(m) for m in started))
+    await asyncio.gather(tracking, return_exceptions=True)  # a failure is its task run's; train steps retry it
     finished = dict(zip(started, families))
     # the summary keeps the order asked for, each model's industries after it
     results = {name: r for m in dict.fromkeys(models) for name, r in finished[m].items()}

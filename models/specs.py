@@ -11,6 +11,7 @@ A new model is one :func:`register` call (see docs/adding-a-model.md).
 from __future__ import annotations
 
 import argparse
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -154,10 +155,21 @@ def bindings() -> dict[str, ModelBinding]:
 
 def _builtin() -> None:
     """Bind the catalog's five models once (on first use: models.prepare and models.contracts
-    import this module, so binding at import time would be circular)."""
-    if _BUILTIN_DONE:
+    import this module, so binding at import time would be circular).
+
+    A thread that asks while another binds waits for it: the flows' train steps of two models
+    start in two threads at the same moment, and one must not find the bindings half made."""
+    if _BUILTIN_READY:
         return
-    _BUILTIN_DONE.append(True)
+    with _BUILTIN_LOCK:
+        if _BUILTIN_DONE:  # bound, or being bound by this very thread (an import below asked)
+            return
+        _BUILTIN_DONE.append(True)
+        _bind_builtin()
+        _BUILTIN_READY.append(True)
+
+
+def _bind_builtin() -> None:
     from models import contracts
     from models import prepare as prep
 
@@ -258,6 +270,8 @@ def _builtin() -> None:
 
 
 _BUILTIN_DONE: list[bool] = []
+_BUILTIN_READY: list[bool] = []
+_BUILTIN_LOCK = threading.RLock()
 
 
 def _labelled_rows(rows: pl.DataFrame) -> pl.DataFrame:

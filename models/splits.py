@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
-from sklearn.model_selection import train_test_split
 
 # Columns that order rows in time, most specific first; the first one present is used.
 DATE_COLUMNS: tuple[str, ...] = ("evaluation_date", "snapshot_date", "snapshotDate", "date")
@@ -69,6 +68,8 @@ def split_positions(
         order = _time_rank(df, column)
         bounds = np.round(np.cumsum(fractions)[:-1] * n).astype(int)
         return [np.sort(part) for part in np.split(order, bounds)]
+
+    from sklearn.model_selection import train_test_split  # here: the flows import this module, few need it
 
     labels = df.get_column(stratify).to_numpy() if stratify and stratify in df.columns else None
     rest = np.arange(n)

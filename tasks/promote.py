@@ -7,6 +7,7 @@ inside their one task attempt (``policies.with_retries``), never as Prefect task
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pandas as pd
@@ -96,10 +97,8 @@ def register_or_find(trained: TrainedModel, tags: dict[str, Any]) -> tuple[str, 
     return version, created
 
 
-# register and deploy retry inside their one attempt (see policies.with_retries), not as Prefect
-# task retries, because the flows run them together in one transaction.
-@task(name="register", task_run_name="register {trained.model_name}", cache_policy=NO_CACHE)
-def register(trained: TrainedModel, decision: gate.GateDecision) -> str:
+def register_version(trained: TrainedModel, decision: gate.GateDecision) -> str:
+    """The body of :func:`register` (in a worker thread, inside the task's transaction)."""
     local = trained.compute != "azureml"  # aliases live in the MLflow registry the flow writes to
     challenger = registry.alias_version(trained.model_name, registry.CHALLENGER) if local else None
     version, created = with_retries(register_or_find, trained, version_tags(trained, decision))
@@ -112,6 +111,16 @@ def register(trained: TrainedModel, decision: gate.GateDecision) -> str:
             "challenger_before": challenger, "reason": decision.reason, "metrics": dict(trained.metrics),
         })
     return version
+
+
+# register and deploy retry inside their one attempt (see policies.with_retries), not as Prefect
+# task retries, because the flows run them together in one transaction. Their bodies run in a
+# worker thread (with the task's context, so its transaction too): a registry call, a model
+# download or an in-process smoke test would otherwise hold up every other model's pipeline on
+# the flow's event loop.
+@task(name="register", task_run_name="register {trained.model_name}", cache_policy=NO_CACHE)
+async def register(trained: TrainedModel, decision: gate.GateDecision) -> str:
+    return await asyncio.to_thread(register_version, trained, decision)
 
 
 @register.on_rollback
@@ -152,12 +161,8 @@ def record_serving(result: endpoints.DeployResult, action: str, reason: str | No
     return entry
 
 
-@task(
-    name="deploy",
-    task_run_name="deploy {model_name} v{version} -> {endpoint_key}",
-    cache_policy=NO_CACHE,
-)
-def deploy(endpoint_key: str, model_name: str, version: str, sample: pd.DataFrame | None = None) -> endpoints.DeployResult:
+def deploy_version(endpoint_key: str, model_name: str, version: str, sample: pd.DataFrame | None = None) -> endpoints.DeployResult:
+    """The body of :func:`deploy` (in a worker thread, inside the task's transaction)."""
     result = with_retries(endpoints.deploy, endpoint_key, model_name, version, sample=sample)
     get_run_logger().info("%s v%s serves %s at %s", model_name, version, endpoint_key, result.scoring_url)
     txn = Transaction.get_active()
@@ -166,3 +171,12 @@ def deploy(endpoint_key: str, model_name: str, version: str, sample: pd.DataFram
         this_run = registered if registered and registered["version"] == str(version) else {}
         record_serving(result, "deploy", this_run.get("reason"), this_run.get("metrics"))
     return result
+
+
+@task(
+    name="deploy",
+    task_run_name="deploy {model_name} v{version} -> {endpoint_key}",
+    cache_policy=NO_CACHE,
+)
+async def deploy(endpoint_key: str, model_name: str, version: str, sample: pd.DataFrame | None = None) -> endpoints.DeployResult:
+    return await asyncio.to_thread(deploy_version, endpoint_key, model_name, version, sample)

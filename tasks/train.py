@@ -16,6 +16,7 @@ from salesrisk import storage
 from tasks.compute import check_compute, runs_root, step_key
 from tasks.policies import CACHE_POLICY, RETRY_OPTIONS
 from tasks.refs import DataRef, TrainedModel
+from tasks.tracking import ensure_store
 
 
 def trainer_args(training_data: str, output: str, model_name: str, params: dict[str, Any]) -> list[str]:
@@ -52,6 +53,7 @@ def train_model(
             model_id, model_name, result.output_uri, result.metrics, result.job_name, training_data, params, "azureml"
         )
     output = storage.join(runs_root(), model_id, step_key(model_name, training_data.fingerprint, params))
+    ensure_store()  # retrain-all creates it beside the first preparations: wait for it, or make it
     # The trainer writes into a staging folder that becomes ``output`` only once it exited 0 and
     # wrote run.json: a killed or failed trainer leaves nothing a later step could mistake for a result.
     with staged_output(output) as staging:
