@@ -13,11 +13,13 @@ import pytest
 from flows import retrain_all as retrain_all_module
 from flows.retrain_all import concurrency, retrain_all
 from salesrisk import catalog
+from tests.conformance.steps import FAST_PARAMS
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
 FAMILY = next(spec for spec in catalog.MODELS.values() if spec.industry_name)
 MIN_CLOSED_DEALS = 140  # the small lake's software (221) and finance (143) deals meet it
+FAST = {FAMILY.model_id: FAST_PARAMS.get(FAMILY.model_id, {})}  # the fan-out is the point, not the fits
 
 
 def test_concurrency_is_bounded_by_the_setting_on_azure_ml_and_by_cores_locally(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,7 +50,8 @@ def test_industry_trainings_run_as_parallel_azure_ml_jobs(
                 running.discard(job.name)
 
     monkeypatch.setattr(executing_workspace, "_execute", counted)
-    rows = asyncio.run(retrain_all(models=[FAMILY.model_id], deploy=False, min_closed_deals=MIN_CLOSED_DEALS))
+    rows = asyncio.run(retrain_all(models=[FAMILY.model_id], deploy=False, min_closed_deals=MIN_CLOSED_DEALS,
+                                   trainer_options_by_model=FAST))
 
     industries = [catalog.registered_name(FAMILY.model_id, i) for i in ("software", "finance")]
     assert [r["model"] for r in rows] == [FAMILY.registered_name, *industries]
@@ -72,7 +75,8 @@ def test_industry_models_are_served_on_azure_ml_by_one_router_deployment(
 
     monkeypatch.setenv("SALESRISK_SERVING", "azureml")
     # forced: the industry models need not beat global here, the routing is what is tested
-    asyncio.run(retrain_all(models=[FAMILY.model_id], force=True, min_closed_deals=MIN_CLOSED_DEALS))
+    asyncio.run(retrain_all(models=[FAMILY.model_id], force=True, min_closed_deals=MIN_CLOSED_DEALS,
+                            trainer_options_by_model=FAST))
 
     key = FAMILY.industry_endpoint_key
     slots = endpoints.industry_slots(key)

@@ -14,11 +14,13 @@ import pytest
 from flows.model_flow import flow_for
 from flows.retrain_all import retrain_all
 from salesrisk import catalog, registry
+from tests.conformance.steps import FAST_PARAMS
 from tests.serving.conftest import free_port, start_server, stop_server
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 FAMILY = next(spec for spec in catalog.MODELS.values() if spec.industry_name)
+FAST = FAST_PARAMS.get(FAMILY.model_id, {})  # the family and its routing are the point, not the fits
 # The small lake's closed deals: software 221, finance 143, healthcare 124, ... energy 70.
 MIN_CLOSED_DEALS = 140
 TRAINED = ("software", "finance")
@@ -34,7 +36,8 @@ def test_family_is_trained_gated_against_global_and_rows_are_routed_by_industry(
     monkeypatch.setenv("SALESRISK_SERVE_PORT", str(port))
     server = start_server(port, log_name="industry-family-server.log")
     try:
-        rows = asyncio.run(retrain_all(models=[FAMILY.model_id], min_closed_deals=MIN_CLOSED_DEALS))
+        rows = asyncio.run(retrain_all(models=[FAMILY.model_id], min_closed_deals=MIN_CLOSED_DEALS,
+                                       trainer_options_by_model={FAMILY.model_id: FAST}))
         names = [catalog.registered_name(FAMILY.model_id, i) for i in TRAINED]
         assert [r["model"] for r in rows] == [FAMILY.registered_name, *names]  # only industries over the line
         client = registry.client()
@@ -48,7 +51,7 @@ def test_family_is_trained_gated_against_global_and_rows_are_routed_by_industry(
         # Whatever the gate decided, put both industry models on their slots (train is a cache hit):
         # the routing below needs two industries served.
         for industry in TRAINED:
-            asyncio.run(flow_for(FAMILY.model_id)(**{catalog.INDUSTRY_ID: industry}, force=True))
+            asyncio.run(flow_for(FAMILY.model_id)(**{catalog.INDUSTRY_ID: industry}, force=True, trainer_options=FAST))
 
         headers = server.headers()
         routed = httpx.get(f"{server.url}/endpoints", headers=headers, timeout=30).json()["endpoints"][FAMILY.industry_endpoint_key]
