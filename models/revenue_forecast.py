@@ -30,11 +30,17 @@ means 2.04 %), over non-zero actuals. A plot of the backtest travels with the mo
 (``model/artifacts/backtest.png``).
 
 **Intervals.** ``yhat_lower`` / ``yhat_upper`` are ``yhat`` minus / plus a half-width per
-horizon step: normalised split conformal on the chosen method's backtest errors at
-``--interval-level`` (models/backtest.py), so they widen with the step. For a positive series
-the errors are taken relative to the forecast (the half-width is a share of ``yhat``), since
-revenue's error grows with its level. ``interval_coverage`` is
-their coverage on the backtest with each origin left out of its own calibration.
+horizon step: normalised split conformal at ``--interval-level`` (models/backtest.py) on the
+chosen method's backtest errors, so they widen with the step. A statistical method is refit on 12
+calibration origins a quarter horizon apart (its selection origins among them) for these errors:
+five origins are five error paths, too few for a 90 % quantile, and one unusual stretch among
+them decides the width. A method with NeuralProphet keeps its selection origins (a NeuralProphet
+refit costs far more). For a positive series the errors are taken relative to the forecast (the
+half-width is a share of ``yhat``), since revenue's error grows with its level.
+``interval_coverage`` is their coverage on the backtest with each origin left out of its own
+calibration; ``interval_coverage_no_shared_periods`` leaves out with it every origin whose window
+shares a period with its window, a stricter figure (neighbouring origins' errors on the same
+periods are alike, which flatters the first).
 
 **What the gate compares (why holdout() is fair).** The saved model holds two fits of the chosen
 method: the served one, refit on every row so forecasts start from the latest data, and the one
@@ -122,6 +128,7 @@ class TrainedForecast:
     regressors: tuple[str, ...]
     backtests: dict[str, backtest.Backtest]
     reason: str
+    calibration: backtest.Backtest | None = None  # the served method's errors the widths rest on
     rows: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -274,13 +281,13 @@ def _makers(frequency: Frequency, n_train: int, params: ForecastParams) -> dict[
 def _combine(parts: Sequence[backtest.Backtest]) -> backtest.Backtest:
     """The plain mean of methods already backtested on the same origins (no refit needed)."""
     last_fit = MeanForecaster([p.last_fit for p in parts])
-    return backtest.Backtest(last_fit.name, parts[0].actual, np.mean([p.predicted for p in parts], axis=0), last_fit)
+    return backtest.Backtest(last_fit.name, parts[0].actual, np.mean([p.predicted for p in parts], axis=0), last_fit, parts[0].cuts)
 
 
 def run_backtests(series: Series, horizon: int, params: ForecastParams, source: str = "input") -> dict[str, backtest.Backtest]:
     """Every candidate and baseline on the same rolling origins."""
     frequency = series.grid.frequency
-    min_train = max(MIN_TRAIN_PERIODS, 2 * horizon)
+    min_train = _min_train(horizon)
     cuts = backtest.origins(len(series.y), horizon, min_train, params.origins)
     if not cuts:
         raise _contract_error(
@@ -298,6 +305,37 @@ def run_backtests(series: Series, horizon: int, params: ForecastParams, source: 
             combined = _combine([results[m] for m in members])
             results[combined.name] = combined
     return results
+
+
+def _min_train(horizon: int) -> int:
+    return max(MIN_TRAIN_PERIODS, 2 * horizon)
+
+
+def calibration_backtest(name: str, results: dict[str, backtest.Backtest], series: Series, horizon: int, params: ForecastParams) -> backtest.Backtest:
+    """The chosen method's backtest on the calibration origins (a quarter horizon apart, see
+    ``backtest.calibration_origins``): its selection origins plus refits at the others.
+
+    Methods with NeuralProphet keep their selection origins only: a NeuralProphet refit costs
+    seconds to minutes, a statistical one milliseconds to a second. Origins too short for the
+    served configuration (its season needs two cycles) are left out, so every error comes from
+    the model that serves.
+    """
+    chosen = results[name]
+    if "neuralprophet" in name or params.origins < 2:
+        return chosen
+    frequency = series.grid.frequency
+    season = frequency.season_length
+    first = min(chosen.cuts)
+
+    def same_shape(cut: int) -> bool:
+        return (cut // season >= 2) == (first // season >= 2) and (cut // season >= 1) == (first // season >= 1)
+
+    wanted = backtest.calibration_origins(len(series.y), horizon, _min_train(horizon))
+    extra = [cut for cut in wanted if cut not in chosen.cuts and same_shape(cut)]
+    if not extra:
+        return chosen
+    makers = _makers(frequency, first, params)
+    return backtest.merge(chosen, backtest.run(lambda: _fresh(name, makers), series, extra, horizon))
 
 
 def choose(results: dict[str, backtest.Backtest]) -> tuple[str, str]:
@@ -330,7 +368,8 @@ def fit_forecast(
     name, reason = choose(results)
     chosen = results[name]
     relative = bool((series.y > 0).all())
-    errors = backtest.relative(chosen.errors, chosen.predicted) if relative else chosen.errors
+    calibration = calibration_backtest(name, results, series, horizon, params)
+    errors = backtest.relative(calibration.errors, calibration.predicted) if relative else calibration.errors
     widths = backtest.step_widths(errors, params.interval_level)
     gate_end = series.end - horizon
     served = _fresh(name, _makers(frequency, len(series.y), params)).fit(series) if params.refit else chosen.last_fit
@@ -339,6 +378,8 @@ def fit_forecast(
         **backtest.scores(chosen.actual, chosen.predicted, prefix="backtest_"),
         **backtest.per_step(chosen, "backtest_"),
         "interval_coverage": backtest.coverage(errors, params.interval_level),
+        "interval_coverage_no_shared_periods": backtest.coverage(errors, params.interval_level, calibration.cuts, horizon),
+        "interval_calibration_origins": float(len(calibration.cuts)),
         **{f"interval_half_width_h{k + 1:02d}": float(w) for k, w in enumerate(widths)},
     }
     for baseline in ("naive", "seasonal_naive", "neuralprophet"):
@@ -361,6 +402,7 @@ def fit_forecast(
         regressors=tuple(dict.fromkeys(used)),
         backtests=results,
         reason=reason,
+        calibration=calibration,
         rows={"fit": len(series.y) if params.refit else len(series.y) - horizon, "holdout": horizon, "origins": chosen.actual.shape[0]},
     )
 
