@@ -15,8 +15,9 @@ seeded (``--seed 42``); the statistical models are deterministic. Rows per serie
 - backtest MAPE of the method the trainer chose, beside seasonal naive, naive and AutoETS on the
   same origins (recomputed in this run); verdict: below seasonal naive.
 - the final cut alone with an honest (nested) choice: the method is chosen on the origins whose
-  windows end before the final cut, then scored on the final cut; interval widths likewise come
-  from those origins only. This is the figure not flattered by choosing on the data it is scored on.
+  windows end before the final cut, then scored on the final cut; interval widths come from that
+  method's calibration origins whose windows end before the final cut (as the trainer would size
+  them at that time). This is the figure not flattered by choosing on the data it is scored on.
 - interval coverage (nominal 0.90) on the backtest, each origin left out of its own calibration
   (the trainer's ``interval_coverage``, over its calibration origins: 12 a quarter horizon apart
   for a statistical method, the 5 selection origins when NeuralProphet is in it); verdict: within

@@ -4,7 +4,7 @@ that forecast it best on rolling-origin backtests inside this very training run.
 ``python -m models.revenue_forecast --training-data URI --output DIR [--horizon N]
 [--holidays COLUMN] [--regressors LIST] [--epochs N] [--learning-rate X] [--batch-size N]
 [--n-changepoints N] [--seasonality-mode additive|multiplicative] [--interval-level P]
-[--origins N] [--refit|--no-refit]``
+[--origins N] [--calibration-origins N] [--refit|--no-refit]``
 
 Input is ``(date, revenue)``, ``(ds, y)`` or ``(date, pipeline_value)`` (the first pair present),
 one row per period. The frequency is read off the median gap between dates (daily, weekly,
@@ -110,6 +110,7 @@ class ForecastParams:
     refit: bool = True
     seed: int = 42
     origins: int = backtest.N_ORIGINS
+    calibration_origins: int = backtest.N_CALIBRATION_ORIGINS
 
 
 @dataclass
@@ -321,7 +322,7 @@ def calibration_backtest(name: str, results: dict[str, backtest.Backtest], serie
     the model that serves.
     """
     chosen = results[name]
-    if "neuralprophet" in name or params.origins < 2:
+    if "neuralprophet" in name or params.calibration_origins <= len(chosen.cuts):
         return chosen
     frequency = series.grid.frequency
     season = frequency.season_length
@@ -330,7 +331,7 @@ def calibration_backtest(name: str, results: dict[str, backtest.Backtest], serie
     def same_shape(cut: int) -> bool:
         return (cut // season >= 2) == (first // season >= 2) and (cut // season >= 1) == (first // season >= 1)
 
-    wanted = backtest.calibration_origins(len(series.y), horizon, _min_train(horizon))
+    wanted = backtest.calibration_origins(len(series.y), horizon, _min_train(horizon), params.calibration_origins)
     extra = [cut for cut in wanted if cut not in chosen.cuts and same_shape(cut)]
     if not extra:
         return chosen
@@ -605,6 +606,7 @@ def fit(df: pl.DataFrame, features: list[str], args: argparse.Namespace, model_d
         refit=args.refit,
         seed=args.seed,
         origins=args.origins,
+        calibration_origins=args.calibration_origins,
     )
     trained = fit_forecast(frame, regressors, params, args.training_data, pair[0])
     save(trained, model_dir, frame, params.interval_level)
@@ -662,6 +664,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--interval-level", type=_level, default=defaults.interval_level)
     parser.add_argument("--origins", type=trainer.positive_int, default=defaults.origins, help="backtest origins (at most)")
+    parser.add_argument(
+        "--calibration-origins",
+        type=trainer.positive_int,
+        default=defaults.calibration_origins,
+        help="origins a quarter horizon apart that size a statistical method's interval (at most; "
+        "each is one more refit of it; at or below --origins: the selection origins alone)",
+    )
     parser.add_argument(
         "--refit",
         action=argparse.BooleanOptionalAction,

@@ -17,7 +17,7 @@ from sequence_data import predict_in_fresh_process, revenue_frame, run_trainer
 
 pytestmark = pytest.mark.slow
 
-FAST = ["--epochs", "10", "--origins", "3"]
+FAST = ["--epochs", "10", "--origins", "3", "--calibration-origins", "6"]
 RUNBOOK = {"MAPE", "RMSE", "MAE"}
 
 
@@ -239,3 +239,6 @@ def test_a_statistical_method_is_calibrated_on_more_origins_than_it_was_chosen_o
     # NeuralProphet's refits are slow: a method with it keeps its selection origins
     named = backtest.Backtest("neuralprophet", chosen.actual, chosen.predicted, chosen.last_fit, chosen.cuts)
     assert rf.calibration_backtest("neuralprophet", {"neuralprophet": named}, series, frequency.horizon, params) is named
+    # --calibration-origins at or below the selection origins: no refit
+    fewer = rf.ForecastParams(calibration_origins=len(cuts))
+    assert rf.calibration_backtest("auto_ets", {"auto_ets": chosen}, series, frequency.horizon, fewer) is chosen
