@@ -71,14 +71,14 @@ def one_seed(frame: pl.DataFrame, seed: int) -> dict[str, float]:
     return out
 
 
-def render(rows: list[dict], seeds: int, seconds: float, load: str) -> str:
+def render(rows: list[dict], seeds: int, seconds: float, load: str, files: str = "") -> str:
     def fig(values: list[float]) -> str:
         return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
     lines = [
         "## Anomaly quality (ODDS)",
         "",
-        f"Command: `{COMMAND} --seeds {seeds}` ({seconds / 60:.0f} min; 2-core machine shared with other work, "
+        f"Command: `{COMMAND} --seeds {seeds}{f' --files {files}' if files else ''}` ({seconds / 60:.0f} min; 2-core machine shared with other work, "
         f"load average {load}). F1 of the anomaly class on the held-out 20 %, median over seeds 0-{seeds - 1} "
         "(range in brackets); baselines fitted in this run on the same split. Protocol: the module docstring.",
         "",
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         log.info("%s: ours %.3f, plain 0.1 %.3f", path.stem, statistics.median(row["ours"]), statistics.median(row["plain_0.1"]))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    section = render(rows, args.seeds, time.perf_counter() - started, load)
+    section = render(rows, args.seeds, time.perf_counter() - started, load, args.files)
     print(section)
     if not args.no_readme:
         write_readme(section)
