@@ -19,15 +19,25 @@ from sklearn.metrics import mean_absolute_error, mean_absolute_percentage_error,
 from models.forecasters import Forecaster, Future, Series
 
 N_ORIGINS = 5
+N_CALIBRATION_ORIGINS = 12
 
 
-def origins(n: int, horizon: int, min_train: int, n_origins: int = N_ORIGINS) -> list[int]:
+def origins(n: int, horizon: int, min_train: int, n_origins: int = N_ORIGINS, spacing: int | None = None) -> list[int]:
     """Training lengths of the origins, oldest first: the last one leaves out exactly the final
-    ``horizon`` periods; the others step back half a horizon each (while ``min_train`` periods
-    remain to fit on)."""
-    spacing = max(1, horizon // 2)
+    ``horizon`` periods; the others step back ``spacing`` periods each (default half a horizon),
+    while ``min_train`` periods remain to fit on."""
+    spacing = spacing or max(1, horizon // 2)
     last = n - horizon
     return sorted(last - i * spacing for i in range(n_origins) if last - i * spacing >= min_train)
+
+
+def calibration_origins(n: int, horizon: int, min_train: int, n_origins: int = N_CALIBRATION_ORIGINS) -> list[int]:
+    """Origins a quarter horizon apart for sizing intervals. With half-horizon spacing, the
+    selection origins are a subset of these (for even horizons), so only the others need fitting.
+    Five origins are five error paths, and one unusual period (a crisis quarter) is then a fifth of
+    the calibration set: intervals come out too narrow or too wide by luck. Twelve origins spread
+    over three horizons give the conformal quantile more paths to rest on."""
+    return origins(n, horizon, min_train, n_origins, spacing=max(1, horizon // 4))
 
 
 @dataclass
@@ -38,6 +48,7 @@ class Backtest:
     actual: np.ndarray
     predicted: np.ndarray
     last_fit: Forecaster  # the fit at the last origin (trained on all but the final horizon)
+    cuts: tuple[int, ...] = ()  # training length at each origin, oldest first
 
     @property
     def errors(self) -> np.ndarray:
@@ -55,7 +66,18 @@ def run(make: Callable[[], Forecaster], series: Series, cuts: Sequence[int], hor
         predicted.append(fitted.predict(Future(ordinals, window.regressors)))
         actual.append(window.y)
     assert fitted is not None
-    return Backtest(fitted.name, np.array(actual, dtype="float64"), np.array(predicted, dtype="float64"), fitted)
+    return Backtest(fitted.name, np.array(actual, dtype="float64"), np.array(predicted, dtype="float64"), fitted, tuple(cuts))
+
+
+def merge(first: Backtest, second: Backtest) -> Backtest:
+    """One backtest over the origins of both (same method), oldest first; the last fit is that of
+    the latest origin."""
+    cuts = np.array([*first.cuts, *second.cuts])
+    order = np.argsort(cuts, kind="stable")
+    actual = np.concatenate([first.actual, second.actual])[order]
+    predicted = np.concatenate([first.predicted, second.predicted])[order]
+    last_fit = first.last_fit if max(first.cuts) >= max(second.cuts) else second.last_fit
+    return Backtest(first.name, actual, predicted, last_fit, tuple(int(c) for c in cuts[order]))
 
 
 def scores(actual: np.ndarray, predicted: np.ndarray, prefix: str = "") -> dict[str, float]:
@@ -126,17 +148,22 @@ def step_widths(errors: np.ndarray, level: float) -> np.ndarray:
     return conformal_quantile(abs_errors / scale, level) * scale
 
 
-def coverage(errors: np.ndarray, level: float) -> float:
+def coverage(errors: np.ndarray, level: float, cuts: Sequence[int] | None = None, apart: int = 0) -> float:
     """Share of backtest errors inside intervals built without their own origin (leave one origin
-    out), i.e. how often the interval would have held on forecasts it did not see."""
+    out), i.e. how often the interval would have held on forecasts it did not see. With ``cuts``
+    and ``apart``, origins closer than ``apart`` periods to the left-out one are left out with it
+    (their windows share periods, hence errors, with it)."""
     abs_errors = np.abs(errors)
     if abs_errors.shape[0] < 2:
         return math.nan
+    positions = np.asarray(cuts if cuts is not None else np.arange(abs_errors.shape[0]) * max(apart, 1))
     covered = []
     for origin in range(abs_errors.shape[0]):
-        others = np.delete(abs_errors, origin, axis=0)
-        covered.append(abs_errors[origin] <= step_widths(others, level))
-    return float(np.mean(covered))
+        keep = np.abs(positions - positions[origin]) >= max(apart, 1)
+        if keep.sum() < 2:
+            continue
+        covered.append(abs_errors[origin] <= step_widths(abs_errors[keep], level))
+    return float(np.mean(covered)) if covered else math.nan
 
 
 def widths_for(steps: np.ndarray, widths: np.ndarray) -> np.ndarray:

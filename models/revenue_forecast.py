@@ -4,7 +4,7 @@ that forecast it best on rolling-origin backtests inside this very training run.
 ``python -m models.revenue_forecast --training-data URI --output DIR [--horizon N]
 [--holidays COLUMN] [--regressors LIST] [--epochs N] [--learning-rate X] [--batch-size N]
 [--n-changepoints N] [--seasonality-mode additive|multiplicative] [--interval-level P]
-[--origins N] [--refit|--no-refit]``
+[--origins N] [--calibration-origins N] [--refit|--no-refit]``
 
 Input is ``(date, revenue)``, ``(ds, y)`` or ``(date, pipeline_value)`` (the first pair present),
 one row per period. The frequency is read off the median gap between dates (daily, weekly,
@@ -30,11 +30,17 @@ means 2.04 %), over non-zero actuals. A plot of the backtest travels with the mo
 (``model/artifacts/backtest.png``).
 
 **Intervals.** ``yhat_lower`` / ``yhat_upper`` are ``yhat`` minus / plus a half-width per
-horizon step: normalised split conformal on the chosen method's backtest errors at
-``--interval-level`` (models/backtest.py), so they widen with the step. For a positive series
-the errors are taken relative to the forecast (the half-width is a share of ``yhat``), since
-revenue's error grows with its level. ``interval_coverage`` is
-their coverage on the backtest with each origin left out of its own calibration.
+horizon step: normalised split conformal at ``--interval-level`` (models/backtest.py) on the
+chosen method's backtest errors, so they widen with the step. A statistical method is refit on 12
+calibration origins a quarter horizon apart (its selection origins among them) for these errors:
+five origins are five error paths, too few for a 90 % quantile, and one unusual stretch among
+them decides the width. A method with NeuralProphet keeps its selection origins (a NeuralProphet
+refit costs far more). For a positive series the errors are taken relative to the forecast (the
+half-width is a share of ``yhat``), since revenue's error grows with its level.
+``interval_coverage`` is their coverage on the backtest with each origin left out of its own
+calibration; ``interval_coverage_no_shared_periods`` leaves out with it every origin whose window
+shares a period with its window, a stricter figure (neighbouring origins' errors on the same
+periods are alike, which flatters the first).
 
 **What the gate compares (why holdout() is fair).** The saved model holds two fits of the chosen
 method: the served one, refit on every row so forecasts start from the latest data, and the one
@@ -104,6 +110,7 @@ class ForecastParams:
     refit: bool = True
     seed: int = 42
     origins: int = backtest.N_ORIGINS
+    calibration_origins: int = backtest.N_CALIBRATION_ORIGINS
 
 
 @dataclass
@@ -122,6 +129,7 @@ class TrainedForecast:
     regressors: tuple[str, ...]
     backtests: dict[str, backtest.Backtest]
     reason: str
+    calibration: backtest.Backtest | None = None  # the served method's errors the widths rest on
     rows: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -274,13 +282,13 @@ def _makers(frequency: Frequency, n_train: int, params: ForecastParams) -> dict[
 def _combine(parts: Sequence[backtest.Backtest]) -> backtest.Backtest:
     """The plain mean of methods already backtested on the same origins (no refit needed)."""
     last_fit = MeanForecaster([p.last_fit for p in parts])
-    return backtest.Backtest(last_fit.name, parts[0].actual, np.mean([p.predicted for p in parts], axis=0), last_fit)
+    return backtest.Backtest(last_fit.name, parts[0].actual, np.mean([p.predicted for p in parts], axis=0), last_fit, parts[0].cuts)
 
 
 def run_backtests(series: Series, horizon: int, params: ForecastParams, source: str = "input") -> dict[str, backtest.Backtest]:
     """Every candidate and baseline on the same rolling origins."""
     frequency = series.grid.frequency
-    min_train = max(MIN_TRAIN_PERIODS, 2 * horizon)
+    min_train = _min_train(horizon)
     cuts = backtest.origins(len(series.y), horizon, min_train, params.origins)
     if not cuts:
         raise _contract_error(
@@ -298,6 +306,37 @@ def run_backtests(series: Series, horizon: int, params: ForecastParams, source: 
             combined = _combine([results[m] for m in members])
             results[combined.name] = combined
     return results
+
+
+def _min_train(horizon: int) -> int:
+    return max(MIN_TRAIN_PERIODS, 2 * horizon)
+
+
+def calibration_backtest(name: str, results: dict[str, backtest.Backtest], series: Series, horizon: int, params: ForecastParams) -> backtest.Backtest:
+    """The chosen method's backtest on the calibration origins (a quarter horizon apart, see
+    ``backtest.calibration_origins``): its selection origins plus refits at the others.
+
+    Methods with NeuralProphet keep their selection origins only: a NeuralProphet refit costs
+    seconds to minutes, a statistical one milliseconds to a second. Origins too short for the
+    served configuration (its season needs two cycles) are left out, so every error comes from
+    the model that serves.
+    """
+    chosen = results[name]
+    if "neuralprophet" in name or params.calibration_origins <= len(chosen.cuts):
+        return chosen
+    frequency = series.grid.frequency
+    season = frequency.season_length
+    first = min(chosen.cuts)
+
+    def same_shape(cut: int) -> bool:
+        return (cut // season >= 2) == (first // season >= 2) and (cut // season >= 1) == (first // season >= 1)
+
+    wanted = backtest.calibration_origins(len(series.y), horizon, _min_train(horizon), params.calibration_origins)
+    extra = [cut for cut in wanted if cut not in chosen.cuts and same_shape(cut)]
+    if not extra:
+        return chosen
+    makers = _makers(frequency, first, params)
+    return backtest.merge(chosen, backtest.run(lambda: _fresh(name, makers), series, extra, horizon))
 
 
 def choose(results: dict[str, backtest.Backtest]) -> tuple[str, str]:
@@ -330,7 +369,8 @@ def fit_forecast(
     name, reason = choose(results)
     chosen = results[name]
     relative = bool((series.y > 0).all())
-    errors = backtest.relative(chosen.errors, chosen.predicted) if relative else chosen.errors
+    calibration = calibration_backtest(name, results, series, horizon, params)
+    errors = backtest.relative(calibration.errors, calibration.predicted) if relative else calibration.errors
     widths = backtest.step_widths(errors, params.interval_level)
     gate_end = series.end - horizon
     served = _fresh(name, _makers(frequency, len(series.y), params)).fit(series) if params.refit else chosen.last_fit
@@ -339,6 +379,8 @@ def fit_forecast(
         **backtest.scores(chosen.actual, chosen.predicted, prefix="backtest_"),
         **backtest.per_step(chosen, "backtest_"),
         "interval_coverage": backtest.coverage(errors, params.interval_level),
+        "interval_coverage_no_shared_periods": backtest.coverage(errors, params.interval_level, calibration.cuts, horizon),
+        "interval_calibration_origins": float(len(calibration.cuts)),
         **{f"interval_half_width_h{k + 1:02d}": float(w) for k, w in enumerate(widths)},
     }
     for baseline in ("naive", "seasonal_naive", "neuralprophet"):
@@ -361,6 +403,7 @@ def fit_forecast(
         regressors=tuple(dict.fromkeys(used)),
         backtests=results,
         reason=reason,
+        calibration=calibration,
         rows={"fit": len(series.y) if params.refit else len(series.y) - horizon, "holdout": horizon, "origins": chosen.actual.shape[0]},
     )
 
@@ -563,6 +606,7 @@ def fit(df: pl.DataFrame, features: list[str], args: argparse.Namespace, model_d
         refit=args.refit,
         seed=args.seed,
         origins=args.origins,
+        calibration_origins=args.calibration_origins,
     )
     trained = fit_forecast(frame, regressors, params, args.training_data, pair[0])
     save(trained, model_dir, frame, params.interval_level)
@@ -620,6 +664,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--interval-level", type=_level, default=defaults.interval_level)
     parser.add_argument("--origins", type=trainer.positive_int, default=defaults.origins, help="backtest origins (at most)")
+    parser.add_argument(
+        "--calibration-origins",
+        type=trainer.positive_int,
+        default=defaults.calibration_origins,
+        help="origins a quarter horizon apart that size a statistical method's interval (at most; "
+        "each is one more refit of it; at or below --origins: the selection origins alone)",
+    )
     parser.add_argument(
         "--refit",
         action=argparse.BooleanOptionalAction,

@@ -61,3 +61,29 @@ def test_run_forecasts_each_origin_from_the_rows_before_it() -> None:
     assert (result.predicted[0] == 19).all() and (result.predicted[1] == 25).all()
     assert result.actual[1].tolist() == list(range(26, 38))
     assert result.last_fit.end == 600 + 25
+
+
+@pytest.mark.parametrize("horizon", [8, 12, 13, 28])
+def test_calibration_origins_are_a_quarter_horizon_apart_and_hold_the_selection_origins(horizon: int) -> None:
+    cuts = backtest.calibration_origins(400, horizon, 2 * horizon)
+    assert len(cuts) == backtest.N_CALIBRATION_ORIGINS and cuts[-1] == 400 - horizon
+    assert set(np.diff(cuts)) == {max(1, horizon // 4)}
+    assert set(backtest.origins(400, horizon, 2 * horizon)) <= set(cuts)
+
+
+def test_merge_orders_the_origins_of_both_backtests() -> None:
+    grid = Grid(BY_NAME["monthly"], "M", "MS")
+    series = Series(grid, 600, np.arange(60, dtype=float))
+    merged = backtest.merge(backtest.run(_LastValue, series, [30, 42], 6), backtest.run(_LastValue, series, [36, 24], 6))
+    assert merged.cuts == (24, 30, 36, 42)
+    assert merged.predicted[:, 0].tolist() == [23.0, 29.0, 35.0, 41.0]
+    assert merged.last_fit.value == 41.0
+
+
+def test_coverage_can_leave_out_origins_whose_windows_overlap() -> None:
+    # three pairs of neighbouring origins, each pair with its own error size: leaving one origin
+    # out still leaves its twin in, so plain leave-one-out covers everything; leaving out the
+    # neighbours too does not cover the pair with the largest errors.
+    errors = np.array([[1.0], [1.0], [2.0], [2.0], [100.0], [100.0]])
+    assert backtest.coverage(errors, 0.9) == 1.0
+    assert backtest.coverage(errors, 0.9, cuts=[0, 1, 10, 11, 20, 21], apart=5) == pytest.approx(4 / 6)

@@ -17,7 +17,7 @@ from sequence_data import predict_in_fresh_process, revenue_frame, run_trainer
 
 pytestmark = pytest.mark.slow
 
-FAST = ["--epochs", "10", "--origins", "3"]
+FAST = ["--epochs", "10", "--origins", "3", "--calibration-origins", "6"]
 RUNBOOK = {"MAPE", "RMSE", "MAE"}
 
 
@@ -220,3 +220,25 @@ def test_without_refit_the_last_origin_fit_serves_and_holdout_matches() -> None:
     for name in RUNBOOK:
         assert rf.scores(held.get_column("y").to_numpy(), answer["yhat"].to_numpy())[name] == pytest.approx(trained.metrics[name], rel=1e-6)
     assert trained.rows["fit"] == 100 and trained.rows["origins"] == 2
+
+
+def test_a_statistical_method_is_calibrated_on_more_origins_than_it_was_chosen_on() -> None:
+    from models import backtest
+    from models.forecasters import BY_NAME
+
+    frame = rf.normalise(revenue_frame(150, "weekly", seed=2, columns=("ds", "y")))
+    frequency = BY_NAME["weekly"]
+    series = rf.regular_series(frame, frequency, (), "test")
+    params = rf.ForecastParams()
+    cuts = backtest.origins(len(series.y), frequency.horizon, 2 * frequency.horizon)
+    chosen = backtest.run(lambda: rf.statistical("auto_ets", frequency, cuts[0]), series, cuts, frequency.horizon)
+    calibration = rf.calibration_backtest("auto_ets", {"auto_ets": chosen}, series, frequency.horizon, params)
+    assert len(calibration.cuts) > len(cuts) and set(cuts) <= set(calibration.cuts)
+    again = [calibration.cuts.index(cut) for cut in cuts]
+    np.testing.assert_allclose(calibration.predicted[again], chosen.predicted)  # same model, same origins
+    # NeuralProphet's refits are slow: a method with it keeps its selection origins
+    named = backtest.Backtest("neuralprophet", chosen.actual, chosen.predicted, chosen.last_fit, chosen.cuts)
+    assert rf.calibration_backtest("neuralprophet", {"neuralprophet": named}, series, frequency.horizon, params) is named
+    # --calibration-origins at or below the selection origins: no refit
+    fewer = rf.ForecastParams(calibration_origins=len(cuts))
+    assert rf.calibration_backtest("auto_ets", {"auto_ets": chosen}, series, frequency.horizon, fewer) is chosen
