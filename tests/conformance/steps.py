@@ -21,7 +21,7 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     "risk_scoring": {"iterations": 60},
     "win_probability": {"iterations": 60, "cv_folds": 2},
     "risk_trajectory": {"epochs": 2},
-    "revenue_forecast": {"epochs": 10, "origins": 2},
+    "revenue_forecast": {"epochs": 10, "origins": 2, "calibration_origins": 2},
     "anomaly": {"param_n_estimators": 50},
 }
 
