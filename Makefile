@@ -26,7 +26,7 @@ run: install
 	$(BIN)/python flows/retrain_all.py
 
 test: install $(AZURITE)
-	PATH="$(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$$PATH" $(BIN)/python -m pytest -n 2 --dist loadfile
+	PATH="$(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$$PATH" $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 serve: install
 	$(BIN)/python -m deployments.serve

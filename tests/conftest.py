@@ -28,8 +28,9 @@ for _name in list(os.environ):
 import pytest  # noqa: E402  (after the environment above is set)
 
 # The longest files, longest first (from `make test`'s --durations). `make test`'s two xdist
-# workers take whole files in collection order: a long file started last keeps one worker busy
-# while the other idles, so these go out first and the short files fill in behind them.
+# workers take whole files in collection order (--no-loadscope-reorder: xdist would otherwise
+# order files by their number of tests): a long file started last keeps one worker busy while
+# the other idles, so these go out first and the short files fill in behind them.
 LONGEST_FIRST = (
     "tests/conformance/test_conformance.py",
     "tests/flows/test_deployment_path.py",

@@ -410,6 +410,17 @@ class ExecutingWorkspace:
             raise HttpResponseError(f"model path {model.path} holds no MLflow model: {error}") from error
         if not (copy_to / "MLmodel").exists():
             raise HttpResponseError(f"model path {model.path} holds no MLflow model (no MLmodel file)")
+        return self._store_version(model, copy_to, run_id=match["job"])
+
+    def _register_folder(self, model: Model) -> Model:
+        if not (Path(str(model.path)) / "MLmodel").exists():
+            raise HttpResponseError(f"model path {model.path} holds no MLflow model (no MLmodel file)")
+        copy_to = self.root / "registry" / model.name / uuid.uuid4().hex
+        shutil.copytree(str(model.path), copy_to)
+        return self._store_version(model, copy_to)
+
+    def _store_version(self, model: Model, folder: Path, run_id: str | None = None) -> Model:
+        """A new version of ``model.name`` in the workspace's registry, its files in ``folder``."""
         mlflow = self._mlflow()
         with self._lock:
             try:
@@ -417,26 +428,9 @@ class ExecutingWorkspace:
             except Exception:
                 mlflow.create_registered_model(model.name)
         version = mlflow.create_model_version(
-            model.name, str(copy_to), run_id=match["job"], tags={str(k): str(v) for k, v in (model.tags or {}).items()},
+            model.name, str(folder), run_id=run_id, tags={str(k): str(v) for k, v in (model.tags or {}).items()},
             description=model.description,
         )
-        stored = copy.deepcopy(model)
-        stored.version = str(version.version)
-        return stored
-
-    def _register_folder(self, model: Model) -> Model:
-        if not (Path(str(model.path)) / "MLmodel").exists():
-            raise HttpResponseError(f"model path {model.path} holds no MLflow model (no MLmodel file)")
-        copy_to = self.root / "registry" / model.name / uuid.uuid4().hex
-        shutil.copytree(str(model.path), copy_to)
-        mlflow = self._mlflow()
-        with self._lock:
-            try:
-                mlflow.get_registered_model(model.name)
-            except Exception:
-                mlflow.create_registered_model(model.name)
-        version = mlflow.create_model_version(model.name, str(copy_to), tags={str(k): str(v) for k, v in (model.tags or {}).items()},
-                                              description=model.description)
         stored = copy.deepcopy(model)
         stored.version = str(version.version)
         return stored
