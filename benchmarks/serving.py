@@ -402,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         wait_http(port, "/health", ours)
         for live in lives:
             mlflow_port = free_port()
-            anchor = subprocess.Popen(["mlflow", "models", "serve", "-m", live.path, "--env-manager", "local",
+            model_folder = str(ROOT / live.path)  # a make run's state names its folders from the project folder
+            anchor = subprocess.Popen(["mlflow", "models", "serve", "-m", model_folder, "--env-manager", "local",
                                        "-h", "127.0.0.1", "-p", str(mlflow_port)],
                                       cwd=work, stdout=log, stderr=subprocess.STDOUT)
             processes.append(anchor)
