@@ -111,7 +111,8 @@ def decision_label(summary: ModelSummary) -> str:
     blocking = [line for line in lines if line.endswith("-> block")]
     champion = champion_of(summary.registered_name)
     if blocking and not forced:
-        return f"kept champion v{champion or '-'}; v{summary.version or '-'} blocked: " + "; ".join(blocking)
+        kept = f"kept champion v{champion}" if champion else "nothing served"
+        return f"{kept}; v{summary.version or '-'} blocked: " + "; ".join(blocking)
     if summary.version is not None and champion == str(summary.version):
         why = "forced" if forced else "first version" if first.startswith("no champion") else "not worse than the champion"
         return f"promoted v{summary.version} ({why})"
@@ -204,9 +205,19 @@ def plain(cell: Any) -> str:
     return _LINK.sub(lambda m: m.group(2), str(cell)).replace("`", "")
 
 
+TERMINAL_DECISION = 100  # characters of a decision the terminal table shows; the artifact keeps it whole
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
+    """The summary for a terminal: a long gate decision is clipped (the UI's summary artifact and
+    the gate artifact have it whole)."""
     headers = list(rows[0]) if rows else []
-    cells = [{h: plain(r[h]) for h in headers} for r in rows]
+    cells = [{h: _clip(plain(r[h]), TERMINAL_DECISION) if h == "decision" else plain(r[h]) for h in headers}
+             for r in rows]
     widths = {h: max(len(h), *(len(c[h]) for c in cells)) for h in headers}
     line = "  ".join(h.ljust(widths[h]) for h in headers)
     body = ["  ".join(c[h].ljust(widths[h]) for h in headers) for c in cells]

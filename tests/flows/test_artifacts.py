@@ -38,8 +38,12 @@ def test_decision_column_says_promoted_kept_or_cached_with_the_reason() -> None:
         "anomaly": summary("version 1 from this very run is already serving", version="1"),
         "risk_scoring": RuntimeError("train failed: no rows"),
     })
-    assert rows[0]["decision"].startswith("kept champion v-; v2 blocked: AUC_ROC (higher is better)")
+    assert rows[0]["decision"].startswith("nothing served; v2 blocked: AUC_ROC (higher is better)")
     assert "-> block" in rows[0]["decision"]
+    printed = artifacts.format_table(rows).splitlines()[2]  # the terminal clips a long decision
+    whole = rows[0]["decision"]
+    assert len(whole) > artifacts.TERMINAL_DECISION
+    assert whole[: artifacts.TERMINAL_DECISION - 1] + "\u2026" in printed and whole not in printed
     assert rows[1]["decision"] == "cached: v1 already serving"
     assert rows[2]["decision"] == "FAILED: train failed: no rows"
 
