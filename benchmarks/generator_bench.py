@@ -88,5 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         replace_section("data-generator", section)
     return 0
 
+
 if __name__ == "__main__":
     raise SystemExit(main())
