@@ -265,8 +265,15 @@ class MeanForecaster(Forecaster):
         return np.mean([m.predict(future) for m in self.members], axis=0)
 
 
-def statistical(name: str, frequency: Frequency, n_train: int) -> Forecaster | None:
-    """A fresh statsforecast model by name, or ``None`` when the series is too short for it."""
+ARIMA_EXACT_MAX_ROWS = 150  # longer series search ARIMA orders on an approximate likelihood
+
+
+def statistical(name: str, frequency: Frequency, n_train: int, n_series: int | None = None) -> Forecaster | None:
+    """A fresh statsforecast model by name, or ``None`` when the series is too short for it.
+
+    ``n_series`` is the whole series' length (default ``n_train``): settings that depend on the
+    length are taken from it, so every backtest origin and the final refit use the same ones.
+    """
     from statsforecast.models import MSTL, AutoARIMA, AutoETS, Naive, SeasonalNaive
 
     season = frequency.season_length
@@ -282,7 +289,12 @@ def statistical(name: str, frequency: Frequency, n_train: int) -> Forecaster | N
         return StatsForecaster(name, AutoETS(season_length=length))
     if name == "auto_arima":
         length = season if season <= ETS_MAX_SEASON and seasons >= 2 else 1
-        return StatsForecaster(name, AutoARIMA(season_length=length))
+        # R's forecast::auto.arima default: on a long series or a long season, compare candidate
+        # orders by an approximate likelihood (the chosen order is then fitted exactly). Measured
+        # on the generated lake's 731 days: 7 s instead of 68 s for a 5-origin backtest, with the
+        # same MAPE to within 0.5 point on the shared series (benchmarks/README.md).
+        approximate = (n_series or n_train) > ARIMA_EXACT_MAX_ROWS or length > 12
+        return StatsForecaster(name, AutoARIMA(season_length=length, approximation=approximate))
     if name == "mstl":
         if seasons < 2:
             return None

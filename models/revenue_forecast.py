@@ -264,8 +264,9 @@ def regular_series(frame: pl.DataFrame, frequency: Frequency, regressors: Sequen
 # --- choosing the served method ---------------------------------------------------------------
 
 
-def _makers(frequency: Frequency, n_train: int, params: ForecastParams) -> dict[str, Callable[[], Forecaster]]:
-    """A fresh, unfitted forecaster per method name, for the methods this series can carry."""
+def _makers(frequency: Frequency, n_train: int, params: ForecastParams, n_series: int) -> dict[str, Callable[[], Forecaster]]:
+    """A fresh, unfitted forecaster per method name, for the methods ``n_train`` rows of this
+    ``n_series``-row series can carry."""
     makers: dict[str, Callable[[], Forecaster]] = {
         "neuralprophet": lambda: NeuralProphetForecaster(
             params.epochs, params.learning_rate, params.batch_size, params.n_changepoints, params.seasonality_mode, params.seed
@@ -274,8 +275,8 @@ def _makers(frequency: Frequency, n_train: int, params: ForecastParams) -> dict[
     for name in dict.fromkeys([*BASELINES, *STATISTICAL]):
         if name == "mstl" and frequency.season_length <= 24:
             continue  # ETS and ARIMA already hold seasons this short
-        if statistical(name, frequency, n_train) is not None:
-            makers[name] = lambda name=name: statistical(name, frequency, n_train)  # type: ignore[misc]
+        if statistical(name, frequency, n_train, n_series) is not None:
+            makers[name] = lambda name=name: statistical(name, frequency, n_train, n_series)  # type: ignore[misc]
     return makers
 
 
@@ -299,7 +300,7 @@ def run_backtests(series: Series, horizon: int, params: ForecastParams, source: 
             len(series.y),
         )
     results: dict[str, backtest.Backtest] = {}
-    for name, make in _makers(frequency, cuts[0], params).items():
+    for name, make in _makers(frequency, cuts[0], params, len(series.y)).items():
         results[name] = backtest.run(make, series, cuts, horizon)
     for members in COMBINATIONS:
         if all(m in results for m in members):
@@ -335,7 +336,7 @@ def calibration_backtest(name: str, results: dict[str, backtest.Backtest], serie
     extra = [cut for cut in wanted if cut not in chosen.cuts and same_shape(cut)]
     if not extra:
         return chosen
-    makers = _makers(frequency, first, params)
+    makers = _makers(frequency, first, params, len(series.y))
     return backtest.merge(chosen, backtest.run(lambda: _fresh(name, makers), series, extra, horizon))
 
 
@@ -373,7 +374,7 @@ def fit_forecast(
     errors = backtest.relative(calibration.errors, calibration.predicted) if relative else calibration.errors
     widths = backtest.step_widths(errors, params.interval_level)
     gate_end = series.end - horizon
-    served = _fresh(name, _makers(frequency, len(series.y), params)).fit(series) if params.refit else chosen.last_fit
+    served = _fresh(name, _makers(frequency, len(series.y), params, len(series.y))).fit(series) if params.refit else chosen.last_fit
     metrics = {
         **backtest.scores(chosen.actual[-1], chosen.predicted[-1]),
         **backtest.scores(chosen.actual, chosen.predicted, prefix="backtest_"),

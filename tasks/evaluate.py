@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import CacheKeyFnPolicy
 
 from deployments import endpoints
 from models import gate, specs, splits
 from salesrisk import catalog, registry, storage
 from tasks.artifacts import decision_markdown
+from tasks.policies import ml_code_fingerprint
 from tasks.refs import TrainedModel
 
 
@@ -195,6 +197,24 @@ def against_fallback(trained: TrainedModel, decision: gate.GateDecision) -> gate
     )
 
 
-@task(name="evaluate", task_run_name="evaluate {trained.model_name}", cache_policy=NO_CACHE)
+def gate_key(context: Any, parameters: dict[str, Any]) -> str | None:
+    """What a gate decision depends on: the candidate's run, the versions it is compared with (the
+    endpoint's champion and, for an industry model, the global model serving beside it) and the
+    code. An unchanged rerun gets the decision already recorded (``Cached`` in the UI) instead of
+    loading and scoring both models again; a new champion or a rollback changes the key. A forced
+    gate, or a candidate with no run, is always evaluated."""
+    trained: TrainedModel = parameters["trained"]
+    if parameters.get("force") or not trained.run_id:
+        return None
+    compared = [endpoints.current(parameters["endpoint_key"])]
+    if trained.params.get(catalog.INDUSTRY_ID):
+        compared.append(endpoints.current(catalog.MODELS[trained.model_id].endpoint_key))
+    versions = [f"{live.model_name}:{live.version}" if live else "-" for live in compared]
+    return hashlib.blake2b("|".join([trained.run_id, trained.model_uri, *versions, ml_code_fingerprint()]).encode(),
+                           digest_size=16).hexdigest()
+
+
+@task(name="evaluate", task_run_name="evaluate {trained.model_name}", cache_policy=CacheKeyFnPolicy(cache_key_fn=gate_key),
+      persist_result=True)
 async def evaluate(trained: TrainedModel, endpoint_key: str, force: bool = False) -> gate.GateDecision:
     return await asyncio.to_thread(gate_candidate, trained, endpoint_key, force)
