@@ -1,7 +1,7 @@
 """Model quality on real data, and on generated data against the generator's own truth.
 
 Usage: .venv/bin/python -m benchmarks.model_quality [--data ../shared/data]
-       [--only uci,maven,odds,generated,sequence] [--odds-seeds 3] [--no-readme] [--render-only]
+       [--only uci,maven,generated,sequence] [--no-readme] [--render-only]
 
 Every model is trained the way a job trains it, through its command line
 (``python -m models.<name> --training-data ... --output ...``, in a fresh process with its own
@@ -18,12 +18,10 @@ their defaults (anomaly: the protocol's 200 trees and the true outlier rate).
 - Maven CRM -> win_probability (leakage check): features that exist before the outcome (product,
   price, account, agent, team), evaluation_date = engage_date so the test part is the latest 20 %
   of closed deals. A second run adds close_value (0 for every lost deal) to show the check bites.
-- ODDS -> anomaly: per file and seed, the trainer's 80/20 stratified split, 200 trees,
-  contamination = the training part's outlier rate. F1 at the true rate = flag the k highest
-  ``anomaly_score`` with k = the number of true outliers. The README's figures rank the whole
-  file, so the target is judged on the whole file ranked by our model (fitted on 80 % of it);
-  the held-out 20 % alone is shown too (few outliers there: noisy). Same-run baseline: plain
-  IsolationForest, 200 trees, fitted and ranked on the whole file (the README's protocol).
+- ODDS -> anomaly: not here. ``benchmarks.anomaly_quality`` judges the anomaly trainer on the 8
+  ODDS files against plain IsolationForest fitted in the same run on the same split, over several
+  seeds (its section of benchmarks/README.md); a figure published for another protocol is no
+  baseline.
 - Generated lake (``models.synthetic`` defaults, prepared with ``models.prepare --no-top-up``):
   risk_scoring and win_probability against the generator's true win probability, anomaly against
   the injected anomalies; and the wall time of each trainer's command line.
@@ -41,7 +39,6 @@ import json
 import logging
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -58,17 +55,6 @@ WORK = ROOT / "benchmarks" / ".work" / "model_quality"
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 COMMAND = ".venv/bin/python -m benchmarks.model_quality"
 
-# README figures from ../shared/data/README.md (IsolationForest, 200 trees, top-k at the true rate)
-ODDS_REFERENCE_F1 = {
-    "shuttle": 0.954,
-    "satimage-2": 0.876,
-    "thyroid": 0.572,
-    "wbc": 0.562,
-    "cardio": 0.524,
-    "arrhythmia": 0.488,
-    "annthyroid": 0.324,
-    "mammography": 0.222,
-}
 UCI_TARGET_AUC, UCI_TARGET_BRIER = 0.768, 0.0788
 MAVEN_MAX_AUC = 0.55
 
@@ -86,12 +72,6 @@ Notes (risk_scoring, win_probability, anomaly):
 - Maven: no pre-outcome field predicts the outcome (AUC near 0.5, as the data README says for this
   simulated CRM); with close_value the same command reaches AUC near 1, so the check would catch
   that leak.
-- ODDS: why a whole-file figure can miss the listed one: our model is fitted on 80 % of the file
-  (the trainer always holds 20 % out) while the listed figures and the same-run plain
-  IsolationForest fit all of it; the figures are medians of 3 seeds whose spread is in the note
-  column; and the listed figures are single fits that plain IsolationForest in this run does not
-  always reach either. No parameter was tuned to close a gap. The held-out rows carry 4 (wbc) to
-  about 700 (shuttle) outliers per seed, hence the wide ranges of the small files.
 - anomaly without an is_anomaly column: metrics.json holds anomaly_rate (share of held-out rows
   flagged) instead of F1, which the runbook logs only when labels exist.
 - Generated lake: prepared with --no-top-up so every held-out row has the generator's truth;
@@ -314,17 +294,6 @@ def base_rate_brier(frame: pl.DataFrame, held: pl.DataFrame) -> float:
     return float(brier_score_loss(actual, np.full(actual.size, rate)))
 
 
-# --- ODDS -> anomaly ---------------------------------------------------------------------------------
-
-
-def odds_frame(path: Path) -> pl.DataFrame:
-    from scipy.io import loadmat
-
-    mat = loadmat(path)
-    x, y = np.asarray(mat["X"], dtype="float64"), np.asarray(mat["y"]).ravel().astype(np.int64)
-    return pl.DataFrame({f"x{i}": x[:, i] for i in range(x.shape[1])}).with_columns(pl.Series("is_anomaly", y))
-
-
 def top_k_f1(truth: np.ndarray, scores: np.ndarray) -> float:
     """F1 when the k highest scores are flagged, k = the number of true outliers."""
     from sklearn.metrics import f1_score
@@ -333,73 +302,6 @@ def top_k_f1(truth: np.ndarray, scores: np.ndarray) -> float:
     flagged = np.zeros(truth.size, dtype=bool)
     flagged[np.argsort(-scores, kind="stable")[:k]] = True
     return float(f1_score(truth.astype(bool), flagged))
-
-
-def odds(data: Path, work: Path, seeds: int) -> tuple[list[Row], list[Timing]]:
-    from sklearn.ensemble import IsolationForest
-
-    from models import anomaly
-
-    rows: list[Row] = []
-    timings: list[Timing] = []
-    for path in sorted((data / "odds").glob("*.mat")):
-        name = path.stem
-        frame = odds_frame(path)
-        file = work / f"odds-{name}.parquet"
-        frame.write_parquet(file)
-        truth_all = frame["is_anomaly"].to_numpy()
-        x_all = frame.drop("is_anomaly").to_numpy()
-        ours_file, ours_held, thresholded, whole, walls, fits = [], [], [], [], [], []
-        for seed in range(seeds):
-            train, held = anomaly.split(frame, seed)
-            rate = float(train["is_anomaly"].mean())
-            trained = train_cli(
-                "anomaly", file, work / f"out-odds-{name}", work,
-                "--param-n-estimators", "200", "--param-contamination", f"{rate:.6f}", "--seed", str(seed),
-            )
-            model = trained.model()
-            scored = model.predict(held.drop("is_anomaly").to_pandas())
-            ours_held.append(top_k_f1(held["is_anomaly"].to_numpy(), scored["anomaly_score"].to_numpy()))
-            scored_all = model.predict(frame.drop("is_anomaly").to_pandas())
-            ours_file.append(top_k_f1(truth_all, scored_all["anomaly_score"].to_numpy()))
-            thresholded.append(trained.metrics["F1"])
-            forest = IsolationForest(n_estimators=200, random_state=seed).fit(x_all)
-            whole.append(top_k_f1(truth_all, -forest.score_samples(x_all)))
-            walls.append(trained.wall_seconds)
-            fits.append(trained.run.get("fit_seconds", float("nan")))
-        reference = ODDS_REFERENCE_F1.get(name)
-        data_name = f"ODDS {name} ({frame.height} rows, {int(truth_all.sum())} outliers)"
-        spread = lambda values: f"median of {seeds} seeds, range {min(values):.3f}-{max(values):.3f}"  # noqa: E731
-        rows.append(
-            Row(
-                "anomaly",
-                data_name,
-                "F1 top-k, whole file (README protocol)",
-                statistics.median(ours_file),
-                f"plain IF on whole file {statistics.median(whole):.3f}",
-                f">= {reference}" if reference is not None else "(no listed figure)",
-                (statistics.median(ours_file) >= reference) if reference is not None else None,
-                f"{spread(ours_file)}; our model fitted on 80 % of the file",
-            )
-        )
-        k_held = int(round(0.2 * truth_all.sum()))
-        rows.append(
-            Row(
-                "anomaly",
-                data_name,
-                "F1 top-k, held-out 20 % only",
-                statistics.median(ours_held),
-                "",
-                "",
-                None,
-                f"{spread(ours_held)}; k = {k_held} outliers held out; metrics.json F1 (contamination threshold) median {statistics.median(thresholded):.3f}",
-            )
-        )
-        timings.append(Timing("anomaly", f"ODDS {name}", round(0.8 * frame.height), statistics.median(walls), statistics.median(fits)))
-    return rows, timings
-
-
-# --- generated lake: against the generator's truth ---------------------------------------------------
 
 
 def generated_lake(work: Path) -> Path:
@@ -537,7 +439,7 @@ def render(rows: list[Row], timings: list[Timing], skipped: list[str], seconds: 
         )
     if skipped:
         lines += ["", "Skipped: " + "; ".join(skipped)]
-    lines += ["", NOTES.strip()]
+    lines += ["", "ODDS files (anomaly): see Anomaly quality (ODDS) below, judged against plain IsolationForest fitted in the same run.", "", NOTES.strip()]
     missed = [r for r in rows if r.met is False]
     if missed:
         lines += ["", "Targets missed in this run:"]
@@ -563,8 +465,7 @@ def write_readme(section: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.model_quality", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("SALESRISK_BENCH_DATA", DEFAULT_DATA)))
-    parser.add_argument("--only", default="uci,maven,odds,generated,sequence")
-    parser.add_argument("--odds-seeds", type=int, default=3)
+    parser.add_argument("--only", default="uci,maven,generated,sequence")
     parser.add_argument("--no-readme", action="store_true", help="print the table, leave README.md alone")
     parser.add_argument(
         "--render-only", action="store_true", help="re-render README.md from the last run's results.json, train nothing"
@@ -584,11 +485,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
     WORK.mkdir(parents=True, exist_ok=True)
     wanted = {s.strip() for s in args.only.split(",")}
-    needs = {"uci": "uci_bank_marketing", "maven": "maven_crm", "odds": "odds"}
+    needs = {"uci": "uci_bank_marketing", "maven": "maven_crm"}
     cases = {
         "uci": lambda: uci(args.data, WORK),
         "maven": lambda: maven(args.data, WORK),
-        "odds": lambda: odds(args.data, WORK, args.odds_seeds),
         "generated": lambda: generated(WORK),
         "sequence": lambda: sequence(args.data, WORK),
     }

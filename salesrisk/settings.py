@@ -6,6 +6,8 @@ Azure backend is asked for; then :meth:`Settings.require_azure` names the missin
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -34,7 +36,7 @@ class Settings(BaseSettings):
 
     # No populate_by_name: it would also read a field from an env var named like the field
     # itself, e.g. `home` from $HOME.
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)  # shared by every caller (get_settings)
 
     lake: str = Field("./lake", validation_alias=_env("SALESRISK_LAKE"))
     compute: Literal["local", "azureml"] = Field("local", validation_alias=_env("SALESRISK_COMPUTE"))
@@ -119,7 +121,15 @@ _SECRET_VARIABLES = {"SALESRISK_ENDPOINT_KEY", "SALESRISK_AZURE_STORAGE_CONNECTI
 
 
 def get_settings() -> Settings:
-    """Read the settings now; not cached, so tests and flows see the current environment."""
+    """The settings of the environment as it is now: read again whenever a variable changed (tests
+    and flows set them), else the object already read. Settings come from the environment only, so
+    an equal environment gives equal settings; reading them costs about 10 ms, and one
+    retrain-all asks for them hundreds of times."""
+    return _settings_for(tuple(sorted(os.environ.items())))
+
+
+@functools.lru_cache(maxsize=16)
+def _settings_for(environment: tuple[tuple[str, str], ...]) -> Settings:
     try:
         return Settings()
     except ValidationError as error:

@@ -73,3 +73,16 @@ def test_a_bad_setting_names_its_variable_value_and_form(
     message = str(caught.value)
     assert f"{variable}={value!r}" in message and expected in message
     assert "Traceback" not in message and "pydantic" not in message
+
+
+def test_settings_follow_the_environment_between_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """get_settings reuses what it read only while the environment is unchanged."""
+    from salesrisk.settings import get_settings
+
+    monkeypatch.setenv("SALESRISK_LAKE", "/lake-one")
+    first = get_settings()
+    assert get_settings() is first and first.lake == "/lake-one"
+    monkeypatch.setenv("SALESRISK_LAKE", "/lake-two")
+    assert get_settings().lake == "/lake-two"
+    monkeypatch.delenv("SALESRISK_LAKE")
+    assert get_settings().lake == "./lake"
