@@ -202,8 +202,11 @@ class ScoringService:
                 else:  # a model that answers plain values: keep the value under its output name
                     record = {"prediction": record, "model_name": deployment.model_name, "model_version": deployment.version}
                 answered[i] = record
+            # the fallback's rows are the global model's predictions: logged under its endpoint, so
+            # its monitoring sees every row it scored
+            endpoint = router.key if deployment.industry else catalog.fallback_endpoint(router.key)
             batches.append(ScoredBatch(
-                router.key, deployment.colour, deployment.model_name, deployment.version, rid, time.time(), frame, content,
+                endpoint, deployment.colour, deployment.model_name, deployment.version, rid, time.time(), frame, content,
                 scorer.identifiers(columns, part),  # type: ignore[union-attr]
             ))
         for batch in batches:  # only once every group scored: a failed request logs nothing
