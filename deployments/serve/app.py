@@ -204,7 +204,9 @@ class ScoringService:
                 answered[i] = record
             # the fallback's rows are the global model's predictions: logged under its endpoint, so
             # its monitoring sees every row it scored
-            endpoint = router.key if deployment.industry else catalog.fallback_endpoint(router.key)
+            fallback = router.fallback
+            by_fallback = fallback is not None and any(deployment is d for d in fallback.deployments.values())
+            endpoint = fallback.key if by_fallback else router.key
             batches.append(ScoredBatch(
                 endpoint, deployment.colour, deployment.model_name, deployment.version, rid, time.time(), frame, content,
                 scorer.identifiers(columns, part),  # type: ignore[union-attr]
