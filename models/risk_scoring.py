@@ -1,12 +1,23 @@
 """Risk scoring: a CatBoost regressor on ``target_risk``, global or for one industry.
 
-``python -m models.risk_scoring --training-data URI --output DIR [--industry-id ID]
+``python -m models.risk_scoring --training-data URI --output DIR [--industry-id ID [--from-scratch]]
 [--iterations N] [--learning-rate X] [--depth D] [--early-stopping-rounds N]``
 
 Rows are split 64/16/20 into train, validation (early stopping only) and test, in time order by
 ``evaluation_date`` when present, so the reported RMSE, MAE and R2 are on rows later than any the
 model saw. The served model explains each score with its three largest signed SHAP contributions,
 because a risk score a seller cannot act on is not much use.
+
+An industry model (``--industry-id``) is split, validated and tested on its industry's rows only,
+but it does not start from nothing: it first fits a global model on the rows the global model
+trains on (less the industry's validation and test rows), then keeps boosting on the industry's
+training rows, early-stopped on the industry's validation rows (CatBoost ``init_model``). An
+industry has a few hundred closed deals; fitted on those alone a model relearns, noisily, what
+every industry's deals show (how activity, stage and size relate to risk) and loses to the global
+model. Warm-started, it adds trees only where its industry differs, and few when nothing does.
+The base is refitted inside the job from the same training data rather than passed in, so the
+trainer runs the same as a local process and as an Azure ML command job. ``--from-scratch`` fits
+the industry's rows alone, for comparison. See docs/industry-models.md.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ MODEL_ID = "risk_scoring"
 TARGET = catalog.RISK_TARGET
 FRACTIONS = (0.64, 0.16, 0.20)  # train, validation (early stopping), test
 MIN_ROWS = 20
+_ROW = "__risk_row"
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,22 @@ def split(df: pl.DataFrame, seed: int = 42) -> tuple[pl.DataFrame, pl.DataFrame,
     return df[train], df[valid], df[test]
 
 
+def base_split(df: pl.DataFrame, industry_id: str, seed: int = 42) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(train, validation) of the base an industry model starts from: the global model's split of
+    every labelled row, less the industry's validation and test rows in training and its test rows
+    in validation, so the industry's early stopping and reported metrics are on rows the base never
+    fitted, and its test rows on rows no part of the model ever saw."""
+    rows = training_rows(df).with_row_index(_ROW)
+    # the same rows, order and split as training_rows(df, industry_id): what holdout() returns
+    _, own_valid, own_test = split(rows.filter(pl.col(catalog.INDUSTRY_ID).cast(pl.String) == str(industry_id)), seed)
+    train_df, valid_df, _ = split(rows, seed)
+    unseen = pl.concat([own_valid.get_column(_ROW), own_test.get_column(_ROW)])
+    return (
+        train_df.filter(~pl.col(_ROW).is_in(unseen.implode())).drop(_ROW),
+        valid_df.filter(~pl.col(_ROW).is_in(own_test.get_column(_ROW).implode())).drop(_ROW),
+    )
+
+
 def holdout(df: pl.DataFrame, seed: int = 42, *, industry_id: str | None = None) -> pl.DataFrame:
     """Exactly the rows the trainer tested on and never trained on (same frame, same seed).
 
@@ -78,11 +106,15 @@ def train(
     valid_df: pl.DataFrame,
     features: Sequence[str],
     params: RiskParams = RiskParams(),
+    base: TrainedRisk | None = None,
 ) -> TrainedRisk:
-    """Fit with early stopping on ``valid_df``; pure (no files, no tracking)."""
+    """Fit with early stopping on ``valid_df``; pure (no files, no tracking).
+
+    With ``base``, boosting continues from its trees (CatBoost ``init_model``), so the result is
+    the base plus a correction learnt on ``train_df``, with its features and target range."""
     from catboost import CatBoostRegressor, Pool
 
-    spec = tabular.feature_spec(train_df, features)
+    spec = base.spec if base is not None else tabular.feature_spec(train_df, features)
     model = CatBoostRegressor(
         loss_function="RMSE",
         iterations=params.iterations,
@@ -99,9 +131,13 @@ def train(
         eval_set=Pool(tabular.model_frame(valid_df, spec), valid_df.get_column(TARGET).to_numpy(), cat_features=cats),
         early_stopping_rounds=params.early_stopping_rounds,
         use_best_model=True,
+        init_model=None if base is None else base.model,
     )
     target = train_df.get_column(TARGET)
-    return TrainedRisk(model, spec, (float(target.min()), float(target.max())), int(model.get_best_iteration() or 0))
+    low, high = float(target.min()), float(target.max())
+    if base is not None:
+        low, high = min(low, base.target_range[0]), max(high, base.target_range[1])
+    return TrainedRisk(model, spec, (low, high), int(model.get_best_iteration() or 0))
 
 
 FACTOR_UNITS = (
@@ -231,7 +267,14 @@ def fit(df: pl.DataFrame, features: list[str], args: argparse.Namespace, model_d
         )
     train_df, valid_df, test_df = split(rows, args.seed)
     params = RiskParams(args.iterations, args.learning_rate, args.depth, args.early_stopping_rounds, args.seed)
-    trained = train(train_df, valid_df, features, params)
+    base, start = None, {}
+    if args.industry_id is not None and not args.from_scratch:
+        base_train, base_valid = base_split(df, args.industry_id, args.seed)
+        base = train(base_train, base_valid, features, params)
+        start = {"industry_start": "global", "base_best_iteration": base.best_iteration, "rows_train_base": base_train.height}
+    elif args.industry_id is not None:
+        start = {"industry_start": "scratch"}
+    trained = train(train_df, valid_df, features, params, base)
     save(trained, model_dir, train_df)
     metrics = evaluate(mlflow.pyfunc.load_model(str(model_dir)), test_df)
     return trainer.FitResult(
@@ -243,6 +286,7 @@ def fit(df: pl.DataFrame, features: list[str], args: argparse.Namespace, model_d
             "rows_train": train_df.height,
             "rows_valid": valid_df.height,
             "rows_test": test_df.height,
+            **start,
         },
     )
 
@@ -250,7 +294,15 @@ def fit(df: pl.DataFrame, features: list[str], args: argparse.Namespace, model_d
 def build_parser() -> argparse.ArgumentParser:
     parser = trainer.build_parser(MODEL_ID, __doc__.splitlines()[0])
     defaults = RiskParams()
-    parser.add_argument("--industry-id", default=None, help="train on this industry only (column industry_id)")
+    parser.add_argument(
+        "--industry-id",
+        default=None,
+        help="a model for this industry (column industry_id): the global model's trees plus a correction boosted, "
+        "validated and tested on the industry's rows",
+    )
+    parser.add_argument(
+        "--from-scratch", action="store_true", help="with --industry-id: fit the industry's rows alone, without the global base"
+    )
     parser.add_argument("--iterations", type=trainer.positive_int, default=defaults.iterations)
     parser.add_argument("--learning-rate", type=trainer.positive_float, default=defaults.learning_rate)
     parser.add_argument("--depth", type=trainer.positive_int, default=defaults.depth)

@@ -52,6 +52,24 @@ INDUSTRIES: tuple[tuple[str, float, float, float], ...] = (
     ("education", 15_000, 0.15, 0.09),
     ("government", 150_000, -0.55, 0.09),
 )
+# Industry-specific drivers of the win logit: (price sensitivity, committee buying, engagement),
+# each a coefficient on a driver scaled to about unit spread: the deal's log amount against its
+# industry's median / 0.8, log(stakeholders / 2.5) / 0.4, and the deal's own activity level
+# (log rate + 1.25) / 0.55. Real B2B data works this way: a large ticket hurts more where buyers
+# are price-sensitive, regulated buyers close by consensus, transactional sales live on
+# engagement. Each effect is modest next to the latent quality (1.5 per sd) and acts through
+# features every model sees (amount, stakeholder_count, activity); the global model can learn it
+# only as an interaction with industry_encoded.
+INDUSTRY_DRIVERS: dict[str, tuple[float, float, float]] = {
+    "software": (0.0, -0.25, 0.45),  # product-led: active champions win, big committees stall
+    "healthcare": (0.0, 0.45, 0.0),  # clinical, IT and procurement must all sign
+    "finance": (-0.35, 0.3, 0.0),  # compliance review of large tickets; consensus
+    "retail": (-0.45, 0.0, 0.3),  # price-sensitive, fast, engagement-driven
+    "manufacturing": (0.0, 0.0, 0.4),  # technical evaluation: engaged deals win
+    "energy": (-0.3, 0.0, 0.0),  # capital budgets: size is scrutinised
+    "education": (-0.4, 0.0, 0.0),  # fixed budgets
+    "government": (0.0, 0.4, 0.0),  # formal committees decide
+}
 OPEN_STAGES = ("prospecting", "qualification", "proposal", "negotiation", "commit")
 STAGES = (*OPEN_STAGES, "closed_won", "closed_lost")
 STAGE_PROBABILITY = np.array([0.10, 0.25, 0.45, 0.65, 0.85])
@@ -129,6 +147,7 @@ def _cohort(spec: LakeSpec, day: date) -> dict[str, np.ndarray] | None:
     medians = np.array([i[1] for i in INDUSTRIES])
     shifts = np.array([i[2] for i in INDUSTRIES])
     shares = np.array([i[3] for i in INDUSTRIES])
+    coefficients = np.array([INDUSTRY_DRIVERS[i[0]] for i in INDUSTRIES])
     tenant = np.searchsorted(np.cumsum(_tenant_weights(spec.tenants))[:-1], rng.random(n), side="right")
     industry = np.searchsorted(np.cumsum(shares / shares.sum())[:-1], rng.random(n), side="right")
     quality = rng.standard_normal(n)
@@ -137,17 +156,21 @@ def _cohort(spec: LakeSpec, day: date) -> dict[str, np.ndarray] | None:
     cycle = np.clip(np.round(np.exp(np.log(45) - 0.15 * quality + 0.45 * rng.standard_normal(n))), 10, MAX_LIFE)
     active = rng.integers(60, MAX_LIFE + 1, size=n)
     forecast_noise = rng.standard_normal(n)
+    won_u = rng.random(n)  # the outcome's uniform; the outcome itself needs the drivers below
+    stakeholders = 1 + rng.poisson(np.exp(0.35 + 0.35 * quality))
+    activity_rate = np.exp(-1.25 + 0.45 * quality + 0.3 * rng.standard_normal(n))
+    relative_amount = log_amount - np.log(medians[industry])
+    drivers = np.stack([relative_amount / 0.8, np.log(stakeholders / 2.5) / 0.4, (np.log(activity_rate) + 1.25) / 0.55], axis=1)
     logit = (
         -0.35
         + 1.5 * quality
         + shifts[industry]
         + _tenant_shift(spec.tenants)[tenant]
-        - 0.3 * (log_amount - np.log(medians[industry]))
+        - 0.3 * relative_amount
+        + np.einsum("ij,ij->i", coefficients[industry], drivers)
     )
     p_true = _sigmoid(logit)
-    won = rng.random(n) < p_true
-    stakeholders = 1 + rng.poisson(np.exp(0.35 + 0.35 * quality))
-    activity_rate = np.exp(-1.25 + 0.45 * quality + 0.3 * rng.standard_normal(n))
+    won = won_u < p_true
     optimism = 0.06 * rng.standard_normal(n)
     stage_shift = 0.35 * rng.standard_normal(n)
     life = np.where(closes, cycle, active).astype(np.int64)

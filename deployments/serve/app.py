@@ -202,8 +202,13 @@ class ScoringService:
                 else:  # a model that answers plain values: keep the value under its output name
                     record = {"prediction": record, "model_name": deployment.model_name, "model_version": deployment.version}
                 answered[i] = record
+            # the fallback's rows are the global model's predictions: logged under its endpoint, so
+            # its monitoring sees every row it scored
+            fallback = router.fallback
+            by_fallback = fallback is not None and any(deployment is d for d in fallback.deployments.values())
+            endpoint = fallback.key if by_fallback else router.key
             batches.append(ScoredBatch(
-                router.key, deployment.colour, deployment.model_name, deployment.version, rid, time.time(), frame, content,
+                endpoint, deployment.colour, deployment.model_name, deployment.version, rid, time.time(), frame, content,
                 scorer.identifiers(columns, part),  # type: ignore[union-attr]
             ))
         for batch in batches:  # only once every group scored: a failed request logs nothing

@@ -154,6 +154,22 @@ def test_generative_model_has_signal_and_no_leak(default_tables) -> None:
         assert 0.2 < roc_auc_score(y, rows[feature].to_numpy()) < 0.8, feature
 
 
+def test_industries_differ_in_what_drives_a_win(default_tables) -> None:
+    """Each industry's own price sensitivity: the slope of the true win logit on log(amount), with
+    quality held fixed, is the common -0.3 plus the industry's documented coefficient, so an
+    industry effect is an interaction with a feature, not only a shift the global model learns."""
+    truth = default_tables[f"{catalog.TRUTH}/opportunities"]
+    slopes = {}
+    for industry, coefficients in synthetic.INDUSTRY_DRIVERS.items():
+        rows = truth.filter(pl.col("industry_id") == industry)
+        p = rows["true_win_probability"].to_numpy().clip(1e-6, 1 - 1e-6)
+        x = np.column_stack([np.ones(rows.height), rows["quality"].to_numpy(), np.log(rows["amount"].to_numpy())])
+        slopes[industry] = np.linalg.lstsq(x, np.log(p / (1 - p)), rcond=None)[0][2]
+        assert slopes[industry] == pytest.approx(-0.3 + coefficients[0] / 0.8, abs=0.1), industry
+    assert slopes["retail"] < slopes["healthcare"] - 0.4  # price-sensitive buyers against committee buyers
+    assert len({round(float(s), 1) for s in slopes.values()}) >= 3
+
+
 def test_anomalies_are_injected_and_labelled(default_tables) -> None:
     evaluations = default_tables[catalog.RISK_EVALUATIONS]
     share = evaluations[catalog.ANOMALY_LABEL].mean()

@@ -6,14 +6,18 @@ global model for every other industry."""
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from pathlib import Path
 
 import httpx
+import polars as pl
 import pytest
 
 from flows.model_flow import flow_for
 from flows.retrain_all import retrain_all
-from salesrisk import catalog, registry
+from salesrisk import catalog, registry, storage
+from salesrisk.settings import get_settings
 from tests.conformance.steps import FAST_PARAMS
 from tests.serving.conftest import free_port, start_server, stop_server
 
@@ -61,15 +65,38 @@ def test_family_is_trained_gated_against_global_and_rows_are_routed_by_industry(
         industries = [TRAINED[0], UNTRAINED, TRAINED[1], TRAINED[0]]
         body = {"input_data": {"columns": [*ROW, catalog.INDUSTRY_ID],
                                "data": [[*ROW.values(), industry] for industry in industries]}}
-        response = httpx.post(f"{server.url}/score/{FAMILY.industry_endpoint_key}", json=body, headers=headers, timeout=60)
+        request_id = uuid.uuid4().hex
+        response = httpx.post(f"{server.url}/score/{FAMILY.industry_endpoint_key}", json=body,
+                              headers={**headers, "x-request-id": request_id}, timeout=60)
         assert response.status_code == 200, response.text
         answered = response.json()
         expected = [catalog.registered_name(FAMILY.model_id, i) if i in TRAINED else FAMILY.registered_name for i in industries]
         assert [r["model_name"] for r in answered] == expected
         assert all(r["model_version"] and isinstance(r["risk_score"], float) for r in answered)
+        # each model's rows are logged as its batch: industry models under the industry endpoint, the
+        # fallback's under the global model's endpoint, where the global model's monitoring reads
+        logged = _logged(request_id, batches=len(TRAINED) + 1)
+        assert dict(zip(logged["model_name"], logged["endpoint"])) == {
+            **{name: FAMILY.industry_endpoint_key for name in names}, FAMILY.registered_name: FAMILY.endpoint_key}
+        assert dict(zip(logged["model_name"], logged["rows"])) == {names[0]: 2, names[1]: 1, FAMILY.registered_name: 1}
         # the untrained industry's row is scored exactly as the global endpoint scores it
         alone = httpx.post(f"{server.url}/score/{FAMILY.endpoint_key}", json={"input_data": {
             "columns": body["input_data"]["columns"], "data": [body["input_data"]["data"][1]]}}, headers=headers, timeout=60)
         assert alone.status_code == 200 and alone.json()[0]["risk_score"] == answered[1]["risk_score"]
     finally:
         stop_server(server)
+
+
+def _logged(request_id: str, batches: int, timeout: float = 30.0) -> pl.DataFrame:
+    """The inference-log rows of one request, once all its batches are written (the log is async)."""
+    uri = storage.join(get_settings().lake, catalog.ML_INFERENCE_LOGS)
+    deadline = time.monotonic() + timeout
+    rows = pl.DataFrame()
+    while time.monotonic() < deadline:
+        if storage.exists(uri):
+            rows = storage.scan_dataset(uri, hive_schema={"endpoint": pl.String, "date": pl.Date}).filter(
+                pl.col("request_id") == request_id).collect()
+            if rows.height >= batches:
+                return rows
+        time.sleep(0.2)
+    raise AssertionError(f"request {request_id}: {rows.height} of {batches} batches in {uri} after {timeout} s")
