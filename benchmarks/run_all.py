@@ -1,7 +1,7 @@
 """Run every benchmark in turn (each writes its own section of benchmarks/README.md or prints).
 
 Usage: .venv/bin/python -m benchmarks.run_all [--only NAME ...]
-Takes about an hour on a 2-core machine; run one with `python -m benchmarks.<name>`.
+Takes about two hours on a 2-core machine; run one with `python -m benchmarks.<name>`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ BENCHMARKS = {
     "fuzz": "benchmarks.fuzz",
     "orchestration": "benchmarks.orchestration",
     "reports": "benchmarks.reports_bench",
+    "anomaly_quality": "benchmarks.anomaly_quality",
+    "forecast_quality": "benchmarks.forecast_quality",
+    "scaling": "benchmarks.scaling",
+    "industry_models": "benchmarks.industry_models",
 }
 
 
