@@ -1,7 +1,7 @@
 """Model quality on real data, and on generated data against the generator's own truth.
 
 Usage: .venv/bin/python -m benchmarks.model_quality [--data ../shared/data]
-       [--only uci,maven,generated,sequence] [--no-readme] [--render-only]
+       [--only uci,maven,generated] [--no-readme] [--render-only]
 
 Every model is trained the way a job trains it, through its command line
 (``python -m models.<name> --training-data ... --output ...``, in a fresh process with its own
@@ -25,16 +25,14 @@ their defaults (anomaly: the protocol's 200 trees and the true outlier rate).
 - Generated lake (``models.synthetic`` defaults, prepared with ``models.prepare --no-top-up``):
   risk_scoring and win_probability against the generator's true win probability, anomaly against
   the injected anomalies; and the wall time of each trainer's command line.
-- Sequence models: ``benchmarks.quality_sequence.run_all(**kwargs)`` when that module exists; it
-  gets the keyword arguments it names among ``data_dir``, ``work_dir``, ``lake``, ``python`` and
-  returns rows as dicts with the keys of :class:`Row` (and optionally ``{"rows": [...],
-  "timings": [...]}`` with timing dicts keyed like :class:`Timing`).
+- Sequence models are not here: ``benchmarks.quality_sequence`` (risk trajectory against the
+  generator's truth) and ``benchmarks.forecast_quality`` (revenue backtests) write their own
+  sections.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import os
@@ -42,7 +40,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -386,31 +384,6 @@ def generated(work: Path) -> tuple[list[Row], list[Timing]]:
     return rows, timings
 
 
-# --- the other developer's sequence models ----------------------------------------------------------
-
-
-def sequence(data: Path, work: Path) -> tuple[list[Row], list[Timing]]:
-    try:
-        from benchmarks import quality_sequence
-    except ImportError:
-        log.warning("benchmarks/quality_sequence.py not found: no revenue / trajectory rows")
-        return [], []
-    offered = {"data_dir": data, "work_dir": work, "lake": generated_lake(work), "python": sys.executable}
-    accepted = inspect.signature(quality_sequence.run_all).parameters
-    out = quality_sequence.run_all(**{k: v for k, v in offered.items() if k in accepted})
-    rows, timings = (out.get("rows", []), out.get("timings", [])) if isinstance(out, dict) else (out, [])
-    return [_as(Row, r) for r in rows], [_as(Timing, t) for t in timings]
-
-
-def _as(kind: type, item: Any) -> Any:
-    """A Row or Timing from a dict or any object with those attribute names."""
-    if isinstance(item, kind):
-        return item
-    get = item.get if isinstance(item, dict) else (lambda name, default=None: getattr(item, name, default))
-    values = {f.name: get(f.name, f.default) for f in fields(kind)}
-    return kind(**{k: ("" if v is MISSING else v) for k, v in values.items()})
-
-
 # --- report -----------------------------------------------------------------------------------------
 
 
@@ -439,7 +412,9 @@ def render(rows: list[Row], timings: list[Timing], skipped: list[str], seconds: 
         )
     if skipped:
         lines += ["", "Skipped: " + "; ".join(skipped)]
-    lines += ["", "ODDS files (anomaly): see Anomaly quality (ODDS) below, judged against plain IsolationForest fitted in the same run.", "", NOTES.strip()]
+    lines += ["", "Not in this table: the ODDS files (anomaly), in Anomaly quality (ODDS), judged against plain IsolationForest "
+              "fitted in the same run; the risk trajectory, in Sequence models; the revenue forecast, in Forecast quality.",
+              "", NOTES.strip()]
     missed = [r for r in rows if r.met is False]
     if missed:
         lines += ["", "Targets missed in this run:"]
@@ -465,7 +440,7 @@ def write_readme(section: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.model_quality", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("SALESRISK_BENCH_DATA", DEFAULT_DATA)))
-    parser.add_argument("--only", default="uci,maven,generated,sequence")
+    parser.add_argument("--only", default="uci,maven,generated")
     parser.add_argument("--no-readme", action="store_true", help="print the table, leave README.md alone")
     parser.add_argument(
         "--render-only", action="store_true", help="re-render README.md from the last run's results.json, train nothing"
@@ -490,7 +465,6 @@ def main(argv: list[str] | None = None) -> int:
         "uci": lambda: uci(args.data, WORK),
         "maven": lambda: maven(args.data, WORK),
         "generated": lambda: generated(WORK),
-        "sequence": lambda: sequence(args.data, WORK),
     }
     rows: list[Row] = []
     timings: list[Timing] = []
@@ -506,14 +480,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         log.info("running %s", name)
         case_started = time.perf_counter()
-        try:
-            new_rows, new_timings = case()
-        except Exception as error:  # noqa: BLE001 - another developer's rows must not sink ours
-            if name != "sequence":
-                raise
-            log.exception("sequence rows failed")
-            skipped.append(f"sequence: benchmarks.quality_sequence.run_all failed: {error!r}"[:300])
-            continue
+        new_rows, new_timings = case()
         rows += new_rows
         timings += new_timings
         log.info("%s done in %.0f s", name, time.perf_counter() - case_started)

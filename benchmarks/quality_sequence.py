@@ -1,25 +1,19 @@
-"""Sequence-model quality: revenue forecast on real Walmart sales, risk trajectory on generated truth.
+"""Sequence-model quality: the risk trajectory LSTM against the generator's truth.
 
 Usage: .venv/bin/python -m benchmarks.quality_sequence [--data ../shared/data] [--no-readme]
-(``benchmarks.model_quality`` calls :func:`run_all` and puts the rows in its own table too).
 
-Every model is trained through its command line (``python -m models.<name> --training-data ...
---output ...`` in a fresh process, MLflow on a SQLite file under the work folder), loaded with
-``mlflow.pyfunc.load_model`` and scored through the pyfunc on data it never trained on. Baselines
-are computed in the same run; nothing is tuned on a test part (the trainers run with defaults).
+The model is trained through its command line (``python -m models.risk_trajectory
+--training-data ... --output ...`` in a fresh process, MLflow on a SQLite file under the work
+folder), loaded with ``mlflow.pyfunc.load_model`` and scored through the pyfunc on opportunities it
+never trained on. The baseline is computed in the same run; nothing is tuned on a test part.
 
-- revenue_forecast, Walmart chain total (../shared/data/walmart): weekly sum over the 45 stores,
-  Holiday_Flag (any store) as ``--holidays``; the last 13 weeks are held out *before* training, so
-  the CLI only ever sees the first 130 weeks (its own inner holdout is weeks 118-130). MAPE in
-  percent on the 13 weeks, median over seeds 42, 43 and 44, against the seasonal-naive forecast
-  (the same week a year earlier, 52 weeks back) and the last value, both recomputed here.
-- revenue_forecast, generated lake: the daily revenue that ``models.prepare`` makes (summed over
-  tenants); ``holdout_MAPE`` of metrics.json (last 30 days, unseen by the first fit) against the
-  weekly seasonal naive (same weekday a week earlier) on the same days.
 - risk_trajectory, generated lake: the held-out opportunities (``risk_trajectory.holdout``), cut at
   snapshots whose +30/60/90-day date is a weekly evaluation of the still-open deal, so the
   generator's noise-free ``true_risk`` for that day is known (``_truth/risk_evaluations``); MAE
   of the forecast against it, beside persistence (today's observed risk_score for every horizon).
+
+The revenue forecast has its own benchmark, ``benchmarks.forecast_quality`` (rolling-origin
+backtests on the six shared series, Walmart and the generated lake, baselines on the same origins).
 """
 
 from __future__ import annotations
@@ -29,7 +23,6 @@ import json
 import logging
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -46,9 +39,6 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data"
 README = ROOT / "benchmarks" / "README.md"
 START, END = "<!-- sequence-models:start -->", "<!-- sequence-models:end -->"
 COMMAND = ".venv/bin/python -m benchmarks.quality_sequence"
-WALMART_HOLDOUT_WEEKS = 13
-WALMART_README_NAIVE_MAPE = 2.04  # ../shared/data/README.md; recomputed below
-WALMART_SEEDS = (42, 43, 44)
 CUTS_PER_HORIZON = 2000
 
 log = logging.getLogger("benchmarks.quality_sequence")
@@ -124,113 +114,6 @@ def prepared(python: str, lake: Path, model_id: str, work: Path) -> Path:
     return out / "prepared.parquet"
 
 
-# --- revenue forecast on Walmart -------------------------------------------------------------------
-
-
-def walmart_chain(data_dir: Path) -> pl.DataFrame:
-    """The chain's weekly total: ds, y (sum of Weekly_Sales), Holiday_Flag (any store)."""
-    stores = pl.read_csv(data_dir / "walmart" / "Walmart.csv").drop_nulls(["Date", "Weekly_Sales"])  # a blank last line
-    return (
-        stores.with_columns(pl.col("Date").str.to_date("%d-%m-%Y").alias("ds"))
-        .group_by("ds")
-        .agg(pl.col("Weekly_Sales").sum().alias("y"), pl.col("Holiday_Flag").max())
-        .sort("ds")
-    )
-
-
-def naive_mape(series: pl.DataFrame, test: pl.DataFrame, lag_days: int) -> float:
-    """MAPE (percent) of forecasting each test date by the value ``lag_days`` earlier."""
-    from models.revenue_forecast import scores
-
-    earlier = series.select((pl.col("ds") + pl.duration(days=lag_days)).alias("ds"), pl.col("y").alias("naive"))
-    joined = test.join(earlier, on="ds", how="left")
-    if joined.get_column("naive").null_count():
-        raise ValueError(f"no value {lag_days} days before some test dates")
-    return scores(joined.get_column("y").to_numpy(), joined.get_column("naive").to_numpy())["MAPE"]
-
-
-def last_value_mape(train: pl.DataFrame, test: pl.DataFrame) -> float:
-    from models.revenue_forecast import scores
-
-    last = float(train.get_column("y").tail(1).item())
-    return scores(test.get_column("y").to_numpy(), np.full(test.height, last))["MAPE"]
-
-
-def walmart(data_dir: Path, work: Path, python: str) -> tuple[list[dict], list[dict]]:
-    from models import revenue_forecast
-
-    source = data_dir / "walmart" / "Walmart.csv"
-    if not source.exists():
-        log.warning("%s not found: no Walmart rows", source)
-        return [_row("revenue_forecast", "Walmart chain total", "MAPE % (last 13 weeks)", float("nan"), note=f"skipped: {source} not found")], []
-    chain = walmart_chain(data_dir)
-    train, test = chain.head(chain.height - WALMART_HOLDOUT_WEEKS), chain.tail(WALMART_HOLDOUT_WEEKS)
-    path = work / "walmart-chain-train.parquet"
-    train.write_parquet(path)
-    seasonal = naive_mape(chain, test, 364)
-    last = last_value_mape(train, test)
-    results: list[dict[str, float]] = []
-    timing: dict[str, Any] | None = None
-    for seed in WALMART_SEEDS:
-        trained = train_cli(python, "revenue_forecast", path, work / f"out-walmart-{seed}", work, "--holidays", "Holiday_Flag", "--seed", str(seed))
-        model = load(trained["model_dir"])
-        scored = revenue_forecast.evaluate(model, test)
-        answer = model.predict(test.drop("y").to_pandas())
-        actual = test.get_column("y").to_numpy()
-        covered = float(np.mean((actual >= answer["yhat_lower"].to_numpy()) & (actual <= answer["yhat_upper"].to_numpy())))
-        results.append({**scored, "coverage": covered, "inner_holdout_MAPE": trained["metrics"]["holdout_MAPE"], "in_sample_MAPE": trained["metrics"]["MAPE"]})
-        timing = timing or trained
-    mapes = [r["MAPE"] for r in results]
-    median = statistics.median(mapes)
-    data = f"Walmart chain total, {train.height} weeks to train, last {test.height} held out"
-    per_seed = ", ".join(f"seed {s}: {m:.2f}" for s, m in zip(WALMART_SEEDS, mapes))
-    rows = [
-        _row(
-            "revenue_forecast",
-            data,
-            "MAPE % (median of 3 seeds)",
-            median,
-            f"seasonal naive {seasonal:.2f} (README {WALMART_README_NAIVE_MAPE}); last value {last:.2f}",
-            "< seasonal naive",
-            median < seasonal,
-            f"{per_seed}; in-sample MAPE {statistics.median(r['in_sample_MAPE'] for r in results):.2f}, "
-            f"CLI inner holdout (weeks 118-130) {statistics.median(r['inner_holdout_MAPE'] for r in results):.2f}",
-        ),
-        _row(
-            "revenue_forecast",
-            data,
-            "90% interval coverage (median of 3 seeds)",
-            statistics.median(r["coverage"] for r in results),
-            "",
-            "about 0.9",
-            None,
-            "split-conformal half-width from the CLI's inner 13-week holdout",
-        ),
-    ]
-    assert timing is not None
-    return rows, [_timing("revenue_forecast", "Walmart chain total (weekly)", train.height, timing)]
-
-
-# --- revenue forecast on the generated lake ----------------------------------------------------------
-
-
-def revenue_generated(lake: Path, work: Path, python: str) -> tuple[list[dict], list[dict]]:
-    from models import revenue_forecast
-
-    path = prepared(python, lake, "revenue_forecast", work)
-    frame = revenue_forecast.normalise(pl.read_parquet(path))
-    trained = train_cli(python, "revenue_forecast", path, work / "out-gen-revenue", work)
-    held = revenue_forecast.holdout(frame)
-    weekly_naive = naive_mape(frame, held, 7)
-    value = trained["metrics"]["holdout_MAPE"]
-    data = f"generated lake, daily revenue ({frame.height} days), last {held.height} days held out"
-    rows = [
-        _row("revenue_forecast", data, "holdout_MAPE % (metrics.json)", value, f"weekly seasonal naive {weekly_naive:.2f}", "< baseline", value < weekly_naive,
-             f"in-sample MAPE {trained['metrics']['MAPE']:.2f}"),
-    ]
-    return rows, [_timing("revenue_forecast", "generated lake (daily)", frame.height, trained)]
-
-
 # --- risk trajectory against the generator's truth ---------------------------------------------------
 
 
@@ -303,14 +186,9 @@ def run_all(
     python = python or sys.executable
     rows: list[dict[str, Any]] = []
     timings: list[dict[str, Any]] = []
-    for case in (
-        lambda: walmart(data_dir, work, python),
-        lambda: revenue_generated(generated_lake(python, work, lake), work, python),
-        lambda: trajectory(generated_lake(python, work, lake), work, python),
-    ):
-        more_rows, more_timings = case()
-        rows += more_rows
-        timings += more_timings
+    more_rows, more_timings = trajectory(generated_lake(python, work, lake), work, python)
+    rows += more_rows
+    timings += more_timings
     return {"rows": rows, "timings": timings}
 
 
