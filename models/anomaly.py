@@ -148,7 +148,7 @@ def choose_contamination(train_df: pl.DataFrame, features: Sequence[str], params
     beaten) did not raise held-out F1 on the 8 ODDS files beyond seed noise, and tended to lower it
     on the smallest (wbc). Nor is the labelled prevalence a prior to shrink toward: a forest that
     ranks anomalies imperfectly often has its best F1 well above the prevalence (annthyroid and
-    cardio, held-out F1 averaged over seeds, peak at shares about twice their outlier rate).
+    cardio: held-out F1 averaged over seeds peaks at shares of 0.13-0.17, outlier rates 0.07, 0.10).
     """
     from sklearn.model_selection import StratifiedKFold
 
