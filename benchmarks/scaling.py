@@ -7,7 +7,9 @@ at once, as many at a time as this machine has cores (on Azure ML each is one co
 AZURE_ML_MAX_CONCURRENT_JOBS at a time). The industries are the lake's deals relabelled into N
 equal groups (the generator has eight), so every case trains on the same rows. The fits are the
 trainer's own (``models.risk_scoring``: split, CatBoost fit with early stopping, held-out scoring
-with SHAP factors), in this process, with fast options so the run stays short. What a fit does not
+with SHAP factors), in this process, with fast options so the run stays short. An industry fit
+includes its base, the global rows refitted inside the industry's job, which the industry model
+continues from (docs/industry-models.md): each industry costs about one global fit. What a fit does not
 include, the trainer *job* (a process: imports, MLflow run, model files, report plots), is measured
 once per lake as the full command line ``python -m <trainer> --training-data ... --industry-id ...``
 that the local compute and the Azure ML job run, and reported as the fixed per-job overhead.
@@ -64,11 +66,16 @@ FAMILY_FEATURES = catalog.RISK_SCORING_FEATURES
 
 
 def fit_seconds(frame: pl.DataFrame, industry: str | None, iterations: int) -> float:
-    """The trainer's split, fit and held-out scoring of one model, in this process."""
+    """The trainer's split, fit and held-out scoring of one model, in this process; an industry
+    model first fits its base on the global rows (as the trainer does) and continues from it."""
     trainer = specs.get(FAMILY.model_id).trainer.load()
+    params = trainer.RiskParams(iterations=iterations)
     start = time.perf_counter()
     train, valid, test = trainer.split(trainer.training_rows(frame, industry))
-    fitted = trainer.train(train, valid, list(FAMILY_FEATURES), trainer.RiskParams(iterations=iterations))
+    base = None
+    if industry is not None:
+        base = trainer.train(*trainer.base_split(frame, industry), list(FAMILY_FEATURES), params)
+    fitted = trainer.train(train, valid, list(FAMILY_FEATURES), params, base)
     trainer.score_frame(fitted.model, fitted.spec, fitted.target_range, test.to_pandas())
     return time.perf_counter() - start
 
