@@ -110,15 +110,19 @@ class ScoringService:
         return reply
 
     def slow(self, key: str) -> bool:
-        """Whether the endpoint's live model is slow enough to score in a worker thread."""
+        """Whether the endpoint's live model (for a routing endpoint: any model it may route a row
+        to) is slow enough to score in a worker thread."""
         endpoint = self.live.endpoints.get(key)
+        if isinstance(endpoint, IndustryRouter):
+            slots = [*endpoint.industries.values(), *([endpoint.fallback] if endpoint.fallback is not None else [])]
+            return any(d.scorer is not None and d.scorer.slow for slot in slots for d in slot.deployments.values())
         deployment = endpoint.live if endpoint is not None else None
         return deployment is not None and deployment.scorer is not None and deployment.scorer.slow
 
     async def score_async(self, key: str, deployment_header: bytes | None, body: bytes, request_id: bytes | None) -> Reply:
         """:meth:`score`, inline for fast models and in a worker thread for slow ones, so one slow
         model (SHAP factors, an LSTM) does not hold up the event loop and every other endpoint."""
-        if self.slow(key) or isinstance(self.live.endpoints.get(key), IndustryRouter):
+        if self.slow(key):
             return await anyio.to_thread.run_sync(self.score, key, deployment_header, body, request_id)
         return self.score(key, deployment_header, body, request_id)
 
