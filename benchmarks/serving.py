@@ -1,7 +1,7 @@
 """Serving speed of the trainers' own models: the endpoint server against ``mlflow models serve``.
 
 ``.venv/bin/python -m benchmarks.serving [--state DIR [--lake DIR] [--explanations-only]]
-[--repeats 3] [--requests 200] [--max-seconds 8] [--no-readme] [--keep]``
+[--repeats 3] [--requests 200] [--max-seconds 8] [--endpoints KEY,...] [--no-readme] [--keep]``
 
 Models: with ``--state`` the deployments of a ``make run`` (its ``SALESRISK_HOME``, e.g.
 ``.salesrisk``); otherwise ``flows/retrain_all.py`` trains every model with the real trainers on
@@ -16,7 +16,10 @@ Each case (endpoint x rows per request x top_factors on/off) runs ``--repeats`` 
 alternating the two servers, so load from other users of the machine hits both alike. The two
 answers are checked equal before timing. Request rows are the lake's own prepared rows; for the
 trajectory endpoint a request is whole opportunities (each the last ``sequence_length``
-snapshots, as a caller sends them); for revenue, the future dates to forecast.
+snapshots, as a caller sends them); for revenue, the future dates to forecast. The industry
+endpoint (``risk_scoring_industry``, which routes rows by ``industry_id``) is timed per deployed
+industry slot on rows of that industry (against ``mlflow models serve`` of its model) and on rows
+of other industries, which fall back to the global model (against that model's server).
 
 Targets (issue 17): with ``top_factors`` (win_probability, risk_scoring_*): 1 row <= 3 ms p50,
 100 rows <= 20 ms, 1,000 rows <= 100 ms; without: 1 row <= 1.5 ms and 1,000 rows <= 5 ms for every
