@@ -26,6 +26,7 @@ import numpy as np
 
 MAX_LEAVES = 1 << 21  # trees x 2**depth; deeper forests (max_samples of many thousands) keep scikit-learn
 CHUNK_PAIRS = 1 << 15  # (tree, row) pairs walked at once: each working array 256 kB, all of them within L2
+# Indices are in range by construction: ``take(mode="wrap")`` skips the bounds check (about 13% of the walk).
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,14 @@ class StackedForest:
         values = np.asarray(x, dtype=np.float32)  # the dtype scikit-learn's validation gives the trees
         if values.ndim != 2 or values.shape[1] != self.n_features:
             raise ValueError(f"X has {values.shape[-1]} features, but the forest expects {self.n_features}")
-        # Summed tree after tree, as scikit-learn's ``depths +=`` does: an accumulation is strictly
-        # sequential (a plain sum may add pairwise, which can change the last bit).
-        per_tree = self.leaf_depth.take(self.leaves(values))
-        depths = np.add.accumulate(per_tree, axis=0, out=per_tree)[-1]
+        # Summed tree after tree, as scikit-learn's ``depths +=`` does. Over the first axis of
+        # several rows a reduce adds whole rows in that order; a single row's column is contiguous,
+        # and a reduce over it may add pairwise (another last bit), so it is accumulated instead.
+        per_tree = self.leaf_depth.take(self.leaves(values), mode="wrap")
+        if per_tree.shape[1] > 1:
+            depths = np.add.reduce(per_tree, axis=0)
+        else:
+            depths = np.add.accumulate(per_tree[:, 0])[-1:]
         scores = 2 ** (
             -np.divide(depths, self.denominator, out=np.ones_like(depths), where=self.denominator != 0)
         )
@@ -82,7 +87,7 @@ class StackedForest:
         right = np.empty(shape, dtype=bool)
         # Level 0: pair (t, r) is at tree t's root, node t.
         np.add(self.feature[0][:, None], row_start, out=index)
-        flat.take(index, out=value, mode="clip")
+        flat.take(index, out=value, mode="wrap")
         np.greater(value, self.threshold[0][:, None], out=right)
         if nan_rows and self.missing_right[0] is not None:
             right |= np.isnan(value) & self.missing_right[0][:, None]
@@ -90,14 +95,14 @@ class StackedForest:
         node[:] = np.arange(0, 2 * self.n_trees, 2, dtype=np.intp)[:, None]
         np.add(node, right, out=node, casting="unsafe")
         for level in range(1, self.depth):
-            self.feature[level].take(node, out=index, mode="clip")
+            self.feature[level].take(node, out=index, mode="wrap")
             index += row_start
-            flat.take(index, out=value, mode="clip")
-            self.threshold[level].take(node, out=limit, mode="clip")
+            flat.take(index, out=value, mode="wrap")
+            self.threshold[level].take(node, out=limit, mode="wrap")
             np.greater(value, limit, out=right)
             missing_right = self.missing_right[level]
             if nan_rows and missing_right is not None:
-                right |= np.isnan(value) & missing_right.take(node, mode="clip")
+                right |= np.isnan(value) & missing_right.take(node, mode="wrap")
             node += node
             np.add(node, right, out=node, casting="unsafe")
         return node
