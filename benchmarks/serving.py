@@ -1,7 +1,7 @@
 """Serving speed of the trainers' own models: the endpoint server against ``mlflow models serve``.
 
 ``.venv/bin/python -m benchmarks.serving [--state DIR [--lake DIR] [--explanations-only]]
-[--repeats 3] [--requests 200] [--max-seconds 8] [--no-readme] [--keep]``
+[--repeats 3] [--requests 200] [--max-seconds 8] [--endpoints KEY,...] [--no-readme] [--keep]``
 
 Models: with ``--state`` the deployments of a ``make run`` (its ``SALESRISK_HOME``, e.g.
 ``.salesrisk``); otherwise ``flows/retrain_all.py`` trains every model with the real trainers on
@@ -16,7 +16,10 @@ Each case (endpoint x rows per request x top_factors on/off) runs ``--repeats`` 
 alternating the two servers, so load from other users of the machine hits both alike. The two
 answers are checked equal before timing. Request rows are the lake's own prepared rows; for the
 trajectory endpoint a request is whole opportunities (each the last ``sequence_length``
-snapshots, as a caller sends them); for revenue, the future dates to forecast.
+snapshots, as a caller sends them); for revenue, the future dates to forecast. The industry
+endpoint (``risk_scoring_industry``, which routes rows by ``industry_id``) is timed per deployed
+industry slot on rows of that industry (against ``mlflow models serve`` of its model) and on rows
+of other industries, which fall back to the global model (against that model's server).
 
 Targets (issue 17): with ``top_factors`` (win_probability, risk_scoring_*): 1 row <= 3 ms p50,
 100 rows <= 20 ms, 1,000 rows <= 100 ms; without: 1 row <= 1.5 ms and 1,000 rows <= 5 ms for every
@@ -211,10 +214,14 @@ class Case:
     label: str  # how a caller's request is made up
     factors: bool | None  # top_factors on / off; None: the model has none
     frames: list[pd.DataFrame]
+    routed_by: str | None = None  # a routed endpoint's routing column: sent to ours, not to mlflow's model
+    expect_model: str | None = None  # the registered model each routed row must say scored it
 
     def bodies(self, shape: str) -> list[bytes]:
         out = []
         for frame in self.frames:
+            if self.routed_by is not None and shape == "dataframe_split":
+                frame = frame.drop(columns=self.routed_by)  # what a caller of that one model sends
             split = json.loads(frame.to_json(orient="split", date_format="iso", index=False))
             body: dict = {shape: {"columns": split["columns"], "data": split["data"]}}
             if self.factors is False:
@@ -277,6 +284,44 @@ def cases_for(live: Live, lake: Path, variants: int = 20) -> list[Case]:
     return []
 
 
+def routed_cases(slot: Live, fallback: Live | None, lake: Path, variants: int = 20) -> list[tuple[Live, list[Case]]]:
+    """The industry endpoint (``risk_scoring_industry``), which routes each row by its
+    ``industry_id``: requests of rows of the slot's industry (scored by its own model, timed against
+    ``mlflow models serve`` of that model) and of rows of industries without a deployed model
+    (scored by the fallback endpoint's model, timed against that model's ``mlflow models serve``).
+    Returns (the model whose ``mlflow models serve`` is the baseline, its cases)."""
+    import mlflow.models
+
+    from salesrisk import catalog
+
+    endpoint, industry = catalog.split_slot(slot.key)
+    meta = mlflow.models.Model.load(slot.path)
+    columns = meta.get_input_schema().input_names()
+    has_factors = "top_factors" in (meta.get_output_schema().input_names() if meta.get_output_schema() else [])
+    data = prepared_rows(lake, PREPARED[endpoint])
+    if catalog.INDUSTRY_ID not in data.columns:
+        raise SystemExit(f"the prepared rows of {PREPARED[endpoint]} have no {catalog.INDUSTRY_ID} column to route by")
+    data = data[[catalog.INDUSTRY_ID, *columns]].reset_index(drop=True)
+    own = data[data[catalog.INDUSTRY_ID].astype(str) == industry].reset_index(drop=True)
+    others = data[data[catalog.INDUSTRY_ID].astype(str) != industry].reset_index(drop=True)
+    rng = np.random.default_rng(0)
+    groups = [(slot, own, f"{industry} rows, its own model")]
+    if fallback is not None:
+        groups.append((fallback, others, f"other industries' rows, {catalog.fallback_endpoint(endpoint)}'s model"))
+    out = []
+    for model, rows, who in groups:
+        cases = []
+        for n in (1, 100, 1000):
+            if len(rows) < n:
+                continue
+            frames = [rows.iloc[rng.choice(len(rows), n, replace=False)].reset_index(drop=True) for _ in range(variants)]
+            for factors in ((True, False) if has_factors else (None,)):
+                cases.append(Case(endpoint, n, f"{n:,} row{'s' if n > 1 else ''} ({who})", factors, frames,
+                                  routed_by=catalog.INDUSTRY_ID, expect_model=model.model_name))
+        out.append((model, cases))
+    return out
+
+
 class Client:
     """Sequential POSTs of pre-encoded bodies over one keep-alive connection."""
 
@@ -311,9 +356,17 @@ def timed(call: Callable[[int], object], count: int, max_seconds: float) -> list
     return out
 
 
-def same_answer(ours: bytes, theirs: bytes) -> None:
-    """Both servers must give the same records, or the timings compare different work."""
+def same_answer(ours: bytes, theirs: bytes, expect_model: str | None = None) -> None:
+    """Both servers must give the same records, or the timings compare different work; on a routed
+    endpoint every row must also name the model expected to score it."""
     mine, anchor = json.loads(ours), json.loads(theirs)["predictions"]
+    if expect_model is not None:
+        named = set()
+        for record in mine:
+            named.add(record.pop("model_name", None))
+            record.pop("model_version", None)
+        if named != {expect_model}:
+            raise AssertionError(f"rows were scored by {sorted(map(str, named))}, expected {expect_model}")
     if not _close(mine, anchor):
         raise AssertionError(f"the two servers disagree: {str(mine)[:300]} vs {str(anchor)[:300]}")
 
@@ -363,7 +416,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--explanations-only", action="store_true",
                         help="only the in-process explanation table (needs --state; no servers)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--endpoints", type=lambda text: [k for k in text.split(",") if k], default=None,
+                        help="time only these endpoint keys (comma-separated); the README is then left alone")
     args = parser.parse_args(argv)
+    if args.endpoints:
+        args.no_readme = True  # a partial table must not replace the whole one
 
     WORK.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="serving-", dir=WORK))
@@ -400,17 +457,17 @@ def main(argv: list[str] | None = None) -> int:
                                  "--poll-seconds", "5"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         processes.append(ours)
         wait_http(port, "/health", ours)
-        for live in lives:
+        for model, cases in planned(lives, lake, args.endpoints):
             mlflow_port = free_port()
-            model_folder = str(ROOT / live.path)  # a make run's state names its folders from the project folder
+            model_folder = str(ROOT / model.path)  # a make run's state names its folders from the project folder
             anchor = subprocess.Popen(["mlflow", "models", "serve", "-m", model_folder, "--env-manager", "local",
                                        "-h", "127.0.0.1", "-p", str(mlflow_port)],
                                       cwd=work, stdout=log, stderr=subprocess.STDOUT)
             processes.append(anchor)
             try:
                 wait_http(mlflow_port, "/ping", anchor)
-                for case in cases_for(live, lake):
-                    print(f"{live.key}: {case.label}, top_factors {case.factors}", file=sys.stderr)
+                for case in cases:
+                    print(f"{case.key}: {case.label}, top_factors {case.factors}", file=sys.stderr)
                     results.append(run_case(case, port, mlflow_port, key, args))
             finally:
                 stop(anchor)
@@ -429,6 +486,25 @@ def main(argv: list[str] | None = None) -> int:
         write_readme(table, MARKERS)
         write_readme(explained, EXPLAIN_MARKERS)
     return 0
+
+
+def planned(lives: list[Live], lake: Path, only: list[str] | None = None) -> list[tuple[Live, list[Case]]]:
+    """(the model ``mlflow models serve`` runs, the cases timed against it), endpoint by endpoint:
+    each deployed endpoint with its own model, and each industry slot through its routing endpoint
+    (rows of that industry, and rows that fall back to the fallback endpoint's model)."""
+    from salesrisk import catalog
+
+    by_key = {live.key: live for live in lives}
+    out = []
+    for live in lives:
+        endpoint, industry = catalog.split_slot(live.key)
+        if only and endpoint not in only:
+            continue
+        if industry is None:
+            out.append((live, cases_for(live, lake)))
+        else:
+            out.extend(routed_cases(live, by_key.get(catalog.fallback_endpoint(endpoint)), lake))
+    return out
 
 
 def explanation_table(lives: list[Live], lake: Path) -> str:
@@ -497,7 +573,7 @@ def run_case(case: Case, port: int, mlflow_port: int, key: str, args: argparse.N
     ours = Client("salesrisk serve", port, f"/score/{case.key}", {**json_headers, "Authorization": f"Bearer {key}"},
                   case.bodies("input_data"))
     theirs = Client("mlflow models serve", mlflow_port, "/invocations", json_headers, case.bodies("dataframe_split"))
-    same_answer(ours.call(0), theirs.call(0))
+    same_answer(ours.call(0), theirs.call(0), case.expect_model)
     result = Result(case)
     warm = max(3, args.requests // 10)
     for client in (ours, theirs):
@@ -516,7 +592,8 @@ def report(results: list[Result], args: argparse.Namespace, started: dt.datetime
            load_before: tuple[float, float, float], load_after: tuple[float, float, float]) -> str:
     lines = [
         f"Measured {started:%Y-%m-%d %H:%M}-{finished:%H:%M} UTC by `.venv/bin/python -m benchmarks.serving"
-        f"{' --state ' + str(args.state) if args.state else ''} --repeats {args.repeats} --requests {args.requests}`, "
+        f"{' --state ' + str(args.state) if args.state else ''}{' --endpoints ' + ','.join(args.endpoints) if args.endpoints else ''}"
+        f" --repeats {args.repeats} --requests {args.requests}`, "
         f"{os.cpu_count()} cores, load average (1/5/15 min) {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f} "
         f"before and {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f} after. p50: median over the "
         f"{args.repeats} rounds of each round's p50; p99 over all rounds' requests.",

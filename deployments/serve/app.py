@@ -117,8 +117,18 @@ class ScoringService:
 
     async def score_async(self, key: str, deployment_header: bytes | None, body: bytes, request_id: bytes | None) -> Reply:
         """:meth:`score`, inline for fast models and in a worker thread for slow ones, so one slow
-        model (SHAP factors, an LSTM) does not hold up the event loop and every other endpoint."""
-        if self.slow(key) or isinstance(self.live.endpoints.get(key), IndustryRouter):
+        model (SHAP factors, an LSTM) does not hold up the event loop and every other endpoint. A
+        routing endpoint's rows are routed first; they go to a thread only when a model chosen for
+        them is slow."""
+        endpoint = self.live.endpoints.get(key)
+        if isinstance(endpoint, IndustryRouter):
+            plan = self.route_rows(endpoint, deployment_header, body)
+            if isinstance(plan, Reply):
+                return plan
+            if any(deployment.scorer is not None and deployment.scorer.slow for deployment, _ in plan.groups):
+                return await anyio.to_thread.run_sync(self.score_groups, endpoint, plan, request_id)
+            return self.score_groups(endpoint, plan, request_id)
+        if self.slow(key):
             return await anyio.to_thread.run_sync(self.score, key, deployment_header, body, request_id)
         return self.score(key, deployment_header, body, request_id)
 
@@ -161,6 +171,11 @@ class ScoringService:
         """Each row by its ``industry_id`` to that industry's model, else to the fallback model; every
         answered row says which registered model and version scored it (``model_name``,
         ``model_version``). Each model's rows are predicted together and logged as its own batch."""
+        plan = self.route_rows(router, deployment_header, body)
+        return plan if isinstance(plan, Reply) else self.score_groups(router, plan, request_id)
+
+    def route_rows(self, router: IndustryRouter, deployment_header: bytes | None, body: bytes) -> Routed | Reply:
+        """The request's rows grouped by the deployment that scores them, or the error reply."""
         requested = deployment_header.decode("latin-1") if deployment_header else None
         try:
             columns, rows, params = parse(body)
@@ -179,12 +194,17 @@ class ScoringService:
             return error_reply(error.status, error.message)
         except RouteError as error:
             return error_reply(error.status, error.message)
+        return Routed(columns, rows, params, list(groups.values()))
+
+    def score_groups(self, router: IndustryRouter, plan: Routed, request_id: bytes | None) -> Reply:
+        """Predict each group of :meth:`route_rows` and answer the rows in the order sent."""
+        columns, rows, params = plan.columns, plan.rows, plan.params
         answered: list[Any] = [None] * len(rows)
         rid = _request_id(None if request_id and self._key in request_id else request_id)  # never log the key
         batches = []
-        for deployment, positions in groups.values():
+        for deployment, positions in plan.groups:
             scorer = deployment.scorer
-            part = [rows[i] for i in positions]
+            part = rows if len(positions) == len(rows) else [rows[i] for i in positions]
             try:
                 frame = scorer.frame(columns, part)  # type: ignore[union-attr]
                 content = scorer.encode(scorer.predict(frame, params))  # type: ignore[union-attr]
@@ -214,6 +234,16 @@ class ScoringService:
         for batch in batches:  # only once every group scored: a failed request logs nothing
             self.inference_log.submit(batch)
         return Reply(200, dumps(answered), [(b"x-request-id", rid.encode())])
+
+
+@dataclass
+class Routed:
+    """A routing endpoint's request, parsed: the rows, grouped by the deployment that scores them."""
+
+    columns: list[str] | None
+    rows: list
+    params: dict[str, Any] | None
+    groups: list[tuple[Deployment, list[int]]]  # (deployment, positions of its rows in the request)
 
 
 def check_industry(key: str, deployment: Deployment, columns: list[str] | None, rows: list) -> None:

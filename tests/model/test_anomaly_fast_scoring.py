@@ -1,6 +1,6 @@
 """The served anomaly model scores with the stacked forest (models/forest_scoring.py): the same
-floats as scikit-learn's ``score_samples`` and the same flags as its ``predict``, on the trainer's
-own model and on forests of other shapes; anything else falls back to scikit-learn."""
+floats as scikit-learn's ``score_samples`` (bit for bit) and the same flags as its ``predict``, on
+the trainer's own model and on forests of other shapes; anything else falls back to scikit-learn."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 
 from models import anomaly, forest_scoring, tabular
 
-TOLERANCE = 1e-12
+TOLERANCE = 0.0  # the same floats: the same leaf values, summed in scikit-learn's order
 
 
 def check_same(forest: IsolationForest, x: np.ndarray) -> None:
@@ -25,7 +25,20 @@ def check_same(forest: IsolationForest, x: np.ndarray) -> None:
     assert stacked is not None
     ours = stacked.score_samples(x)
     np.testing.assert_allclose(ours, forest.score_samples(x), rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(ours - stacked.offset, forest.decision_function(x), rtol=0, atol=TOLERANCE)
     np.testing.assert_array_equal(stacked.is_outlier(ours), forest.predict(x) == -1)
+
+
+def per_tree_path_lengths(forest: IsolationForest, x: np.ndarray) -> np.ndarray:
+    """(n_trees, n_rows): what each fitted tree's own ``apply`` adds to each row's depth."""
+    values = np.asarray(x, dtype=np.float32)
+    out = []
+    for tree, columns, lengths, averages in zip(
+        forest.estimators_, forest.estimators_features_, forest._decision_path_lengths, forest._average_path_length_per_tree
+    ):
+        leaf = tree.apply(values[:, columns] if forest._max_features != values.shape[1] else values)
+        out.append(lengths[leaf] + averages[leaf] - 1.0)
+    return np.array(out)
 
 
 @pytest.mark.parametrize(
@@ -36,6 +49,8 @@ def check_same(forest: IsolationForest, x: np.ndarray) -> None:
         {"max_features": 3, "bootstrap": True, "contamination": "auto"},
         {"max_samples": 40, "contamination": 0.05},
         {"max_samples": 1.0, "n_estimators": 7},  # deeper trees than the default 256 rows give
+        {"max_samples": 2},  # trees of depth 1
+        {"max_samples": 1},  # every tree a single leaf (depth 0)
     ],
 )
 def test_random_forests_score_like_sklearn(options):
@@ -45,7 +60,8 @@ def test_random_forests_score_like_sklearn(options):
     unseen = rng.standard_t(2, size=(500, 5)) * 4
     check_same(forest, unseen)
     check_same(forest, train)  # includes the rows offset_ was cut from: a tie must stay a tie
-    check_same(forest, unseen[:1])
+    for rows in (1, 2, 3):  # small requests, summed in the same order
+        check_same(forest, unseen[:rows])
 
 
 def test_missing_values_follow_the_trees_like_sklearn():
@@ -143,18 +159,32 @@ def test_other_preprocessing_is_left_to_sklearn():
     np.testing.assert_allclose(scorer.score_samples(frame), pipeline.score_samples(frame), rtol=0, atol=TOLERANCE)
 
 
-@pytest.mark.parametrize("options", [{}, {"max_features": 0.5}])
-def test_the_level_walk_and_the_per_tree_apply_find_the_same_leaves(options):
-    """Small requests walk the stacked arrays, large ones call each tree's apply: both must agree
-    on every row, including rows with missing values."""
+@pytest.mark.parametrize("options", [{}, {"max_features": 0.5}, {"max_samples": 1.0}])
+def test_every_tree_finds_the_leaf_its_own_apply_finds(options, monkeypatch):
+    """The level walk over the complete layout reaches, in every tree, a leaf worth what the tree's
+    own ``apply`` gives: on shallow leaves (padded), missing values, and rows split into chunks."""
     rng = np.random.default_rng(21)
-    forest = IsolationForest(n_estimators=30, random_state=2, **options).fit(rng.normal(size=(300, 4)))
+    train = rng.normal(size=(300, 4))
+    train[::11, 3] = np.nan  # the trees learn where NaN goes, both ways
+    forest = IsolationForest(n_estimators=30, random_state=2, **options).fit(train)
     stacked = forest_scoring.stack_forest(forest)
-    x = (rng.normal(size=(forest_scoring.APPLY_FROM_ROWS + 50, 4)) * 3).astype(np.float32)
+    monkeypatch.setattr(forest_scoring, "CHUNK_PAIRS", 30 * 64)  # 64 rows per chunk: 5 chunks below
+    x = (rng.normal(size=(300, 4)) * 3).astype(np.float32)
     x[::6, 2] = np.nan
-    np.testing.assert_array_equal(stacked.leaves_by_walk(x), stacked.leaves_by_tree(x))
-    check_same(forest, x)  # APPLY_FROM_ROWS rows or more: the per-tree path
-    check_same(forest, x[: forest_scoring.APPLY_FROM_ROWS - 1])  # the walk
+    x[::5, 3] = np.nan
+    x[7] = [1e30, -1e30, 0.0, np.nan]
+    np.testing.assert_array_equal(stacked.leaf_depth.take(stacked.leaves(x)), per_tree_path_lengths(forest, x))
+    check_same(forest, x)
+    check_same(forest, x[:1])
+
+
+def test_forests_too_deep_to_lay_out_are_left_to_sklearn(monkeypatch):
+    forest = IsolationForest(n_estimators=10, max_samples=1.0, random_state=0).fit(np.random.default_rng(0).normal(size=(500, 3)))
+    depth = max(tree.tree_.max_depth for tree in forest.estimators_)
+    monkeypatch.setattr(forest_scoring, "MAX_LEAVES", (10 << depth) - 1)
+    assert forest_scoring.stack_forest(forest) is None
+    monkeypatch.setattr(forest_scoring, "MAX_LEAVES", 10 << depth)
+    check_same(forest, np.random.default_rng(1).normal(size=(50, 3)))
 
 
 def test_numeric_frames_skip_model_frame_with_the_same_answer(make_anomalies, tmp_path):
