@@ -1,0 +1,72 @@
+"""Steps forked from the preloaded interpreter behave as ``python -m module args`` processes:
+exit codes, signals, timeouts, output, environment and working directory, and a fresh process
+when the environment changes how an interpreter starts."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from deployments import compute
+from deployments.compute import StepFailedError, StepInputError, TransientComputeError
+
+STEPS = {
+    "step_ok": """
+        import json, os, sys
+        out = sys.argv[sys.argv.index("--output") + 1]
+        with open(os.path.join(out, "metrics.json"), "w") as f:
+            json.dump({"cwd_is_here": float(os.getcwd() == os.environ["EXPECTED_CWD"]),
+                       "argv": float(sys.argv[1:] == ["--output", out]), "pid": float(os.getpid())}, f)
+        print("trained", file=sys.stderr)
+    """,
+    "step_bad_input": """
+        import sys
+        print("error: /data.parquet: column amount: expected numbers", file=sys.stderr)
+        raise SystemExit(2)
+    """,
+    "step_raises": "raise RuntimeError('broken trainer')\n",
+    "step_killed": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+    "step_sleeps": "import time\ntime.sleep(60)\n",
+}
+
+
+@pytest.fixture()
+def steps_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name, body in STEPS.items():
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(body))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EXPECTED_CWD", str(tmp_path))
+    monkeypatch.delenv("SALESRISK_PRELOAD_STEPS", raising=False)
+    monkeypatch.setattr(compute, "_steps", None)  # a server started with this test's environment
+    return tmp_path
+
+
+def test_a_step_runs_as_its_own_process_with_this_environment_and_folder(steps_dir: Path) -> None:
+    assert compute.preloaded_steps({**os.environ, "PYTHONUNBUFFERED": "1"}) is not None
+    result = compute.run_local("step_ok", ["--output", str(steps_dir)], str(steps_dir))
+    assert result.metrics["cwd_is_here"] == 1.0 and result.metrics["argv"] == 1.0
+    assert result.metrics["pid"] != os.getpid()
+    assert "trained" in result.log_tail
+
+
+def test_exits_are_classified_as_for_a_fresh_process(steps_dir: Path) -> None:
+    with pytest.raises(StepInputError, match="column amount"):
+        compute.run_local("step_bad_input", [], str(steps_dir))
+    with pytest.raises(StepFailedError, match="broken trainer"):
+        compute.run_local("step_raises", [], str(steps_dir))
+    with pytest.raises(TransientComputeError, match="killed by signal 9"):
+        compute.run_local("step_killed", [], str(steps_dir))
+    with pytest.raises(TransientComputeError, match="timed out"):
+        compute.run_local("step_sleeps", [], str(steps_dir), timeout=1)
+
+
+def test_another_start_up_environment_gets_a_fresh_process(steps_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert compute.preloaded_steps({**os.environ}) is not None
+    assert compute.preloaded_steps({**os.environ, "PYTHONPATH": str(steps_dir / "hooks")}) is None
+    monkeypatch.setenv("SALESRISK_PRELOAD_STEPS", "false")
+    assert compute.preloaded_steps({**os.environ}) is None
+    result = compute.run_local("step_ok", ["--output", str(steps_dir)], str(steps_dir))  # as a fresh process
+    assert result.metrics["cwd_is_here"] == 1.0
