@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deployments.preload import STARTUP_VARIABLES, PreloadedSteps
+from salesrisk.settings import get_settings
 
 log = logging.getLogger("salesrisk.compute")
 
@@ -99,7 +100,7 @@ def preloaded_steps(env: dict[str, str]) -> PreloadedSteps | None:
     a fresh process: SALESRISK_PRELOAD_STEPS=false, no fork on this platform, or an environment
     that changes how an interpreter starts (e.g. another PYTHONPATH)."""
     global _steps
-    if env.get("SALESRISK_PRELOAD_STEPS", "true").lower() in ("0", "false", "no", "off") or not hasattr(os, "fork"):
+    if not get_settings().preload_steps or not hasattr(os, "fork"):
         return None
     with _steps_lock:
         if _steps is None or (_steps.startup == {n: env.get(n) for n in STARTUP_VARIABLES} and not _steps.fits(env)):

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     lake: str = Field("./lake", validation_alias=_env("SALESRISK_LAKE"))
     compute: Literal["local", "azureml"] = Field("local", validation_alias=_env("SALESRISK_COMPUTE"))
     serving: Literal["local", "azureml"] = Field("local", validation_alias=_env("SALESRISK_SERVING"))
+    # local steps fork from one preloaded interpreter (deployments/preload.py); false: fresh processes
+    preload_steps: bool = Field(True, validation_alias=_env("SALESRISK_PRELOAD_STEPS"))
     home: Path = Field(Path("./.salesrisk"), validation_alias=_env("SALESRISK_HOME"))
     serve_host: str = Field("127.0.0.1", validation_alias=_env("SALESRISK_SERVE_HOST"))
     serve_port: int = Field(8765, validation_alias=_env("SALESRISK_SERVE_PORT"))
