@@ -284,11 +284,12 @@ def cases_for(live: Live, lake: Path, variants: int = 20) -> list[Case]:
     return []
 
 
-def routed_cases(slot: Live, fallback: Live | None, lake: Path, variants: int = 20) -> list[tuple[Live, list[Case]]]:
+def routed_cases(slot: Live, fallback: Live | None, lake: Path, served: set[str], variants: int = 20) -> list[tuple[Live, list[Case]]]:
     """The industry endpoint (``risk_scoring_industry``), which routes each row by its
     ``industry_id``: requests of rows of the slot's industry (scored by its own model, timed against
     ``mlflow models serve`` of that model) and of rows of industries without a deployed model
-    (scored by the fallback endpoint's model, timed against that model's ``mlflow models serve``).
+    (scored by the fallback endpoint's model, timed against that model's ``mlflow models serve``;
+    pass ``fallback`` for one slot of the endpoint only). ``served``: the industries with a slot.
     Returns (the model whose ``mlflow models serve`` is the baseline, its cases)."""
     import mlflow.models
 
@@ -303,7 +304,7 @@ def routed_cases(slot: Live, fallback: Live | None, lake: Path, variants: int = 
         raise SystemExit(f"the prepared rows of {PREPARED[endpoint]} have no {catalog.INDUSTRY_ID} column to route by")
     data = data[[catalog.INDUSTRY_ID, *columns]].reset_index(drop=True)
     own = data[data[catalog.INDUSTRY_ID].astype(str) == industry].reset_index(drop=True)
-    others = data[data[catalog.INDUSTRY_ID].astype(str) != industry].reset_index(drop=True)
+    others = data[~data[catalog.INDUSTRY_ID].astype(str).isin(served)].reset_index(drop=True)
     rng = np.random.default_rng(0)
     groups = [(slot, own, f"{industry} rows, its own model")]
     if fallback is not None:
@@ -495,6 +496,12 @@ def planned(lives: list[Live], lake: Path, only: list[str] | None = None) -> lis
     from salesrisk import catalog
 
     by_key = {live.key: live for live in lives}
+    slots: dict[str, set[str]] = {}
+    for live in lives:
+        endpoint, industry = catalog.split_slot(live.key)
+        if industry is not None:
+            slots.setdefault(endpoint, set()).add(industry)
+    timed_fallback: set[str] = set()
     out = []
     for live in lives:
         endpoint, industry = catalog.split_slot(live.key)
@@ -503,7 +510,9 @@ def planned(lives: list[Live], lake: Path, only: list[str] | None = None) -> lis
         if industry is None:
             out.append((live, cases_for(live, lake)))
         else:
-            out.extend(routed_cases(live, by_key.get(catalog.fallback_endpoint(endpoint)), lake))
+            fallback = None if endpoint in timed_fallback else by_key.get(catalog.fallback_endpoint(endpoint))
+            timed_fallback.add(endpoint)
+            out.extend(routed_cases(live, fallback, lake, slots[endpoint]))
     return out
 
 
