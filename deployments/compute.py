@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deployments.preload import STARTUP_VARIABLES, PreloadedSteps
+from deployments.preload import PreloadedSteps
 from salesrisk.settings import get_settings
 
 log = logging.getLogger("salesrisk.compute")
@@ -103,7 +103,7 @@ def preloaded_steps(env: dict[str, str]) -> PreloadedSteps | None:
     if not get_settings().preload_steps or not hasattr(os, "fork"):
         return None
     with _steps_lock:
-        if _steps is None or (_steps.startup == {n: env.get(n) for n in STARTUP_VARIABLES} and not _steps.fits(env)):
+        if _steps is None or (not _steps.alive and _steps.starts_like(env)):
             _steps = PreloadedSteps(env)  # first use, or the server died: a new one
     return _steps if _steps.fits(env) else None
 

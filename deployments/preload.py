@@ -58,9 +58,17 @@ class PreloadedSteps:
         threading.Thread(target=self._read, name="preloaded-steps", daemon=True).start()
         atexit.register(self.close)
 
+    @property
+    def alive(self) -> bool:
+        return self._server.poll() is None
+
+    def starts_like(self, env: dict[str, str]) -> bool:
+        """Whether an interpreter with ``env`` starts as the server did."""
+        return all(env.get(name) == value for name, value in self.startup.items())
+
     def fits(self, env: dict[str, str]) -> bool:
-        """Whether a step with ``env`` starts as the server did (else run it as a fresh process)."""
-        return self._server.poll() is None and all(env.get(name) == value for name, value in self.startup.items())
+        """Whether a step with ``env`` can fork from this server (else run it as a fresh process)."""
+        return self.alive and self.starts_like(env)
 
     def run(self, module: str, args: Sequence[str], env: dict[str, str], stdout: Path, stderr: Path,
             timeout: float | None = None) -> int | None:
