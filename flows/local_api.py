@@ -1,17 +1,23 @@
-"""A Prefect API for one ``python flows/<file>.py`` run, started before the flow's modules import.
+"""A Prefect API for ``python flows/<file>.py`` runs, started before the flow's modules import,
+and reused by the next run while it is still up.
 
 Without PREFECT_API_URL Prefect starts a temporary API itself, but only at the first API call:
 after this process has spent its seconds importing Prefect, MLflow and the ML code. Starting
-``prefect server start`` (no UI, on loopback) first lets the two overlap, which takes seconds off
-every ad hoc run. It uses the same PREFECT_HOME database, so runs show up in the UI of ``make ui``
-(or ``prefect server start``) later exactly as they would have.
+the API first (flows/api_server.py, no UI, on loopback) lets the two overlap. It uses the same
+PREFECT_HOME database, so runs show up in the UI of ``make ui`` (or ``prefect server start``)
+later exactly as they would have.
+
+The API outlives the run that started it by SALESRISK_LOCAL_API_IDLE_SECONDS of idleness (then
+it exits by itself): the next run with the same PREFECT_HOME, Python and Prefect finds it through
+``local-api.json`` in PREFECT_HOME and starts at once instead of waiting seconds for a server. With
+0 the run stops the API it started when it ends.
 
 The server runs the services that record what the UI shows, above all the task-run recorder:
 Prefect 3 writes task runs to the database from the events the client sends, so an API without
 it (``--no-services``) shows every flow with no task runs. Services that act on schedules,
 workers, automations and late or paused runs are switched off: nothing in an ad hoc run needs
-them, and each would start its own loop. Before the server stops, :func:`stop` waits until the
-task runs are written.
+them, and each would start its own loop. Before a run ends, :func:`stop` waits until its task runs
+are written.
 
 Nothing here imports Prefect: that is the point.
 """
@@ -27,10 +33,12 @@ import sys
 import time
 import urllib.request
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 
-_server: subprocess.Popen[bytes] | None = None
-_started = ""  # when the server was started (UTC, ISO 8601): this run's task runs came after
+_server: subprocess.Popen[bytes] | None = None  # the API this process started
+_started = ""  # when this run began (UTC, ISO 8601): its task runs came after
+RECORD = "local-api.json"  # in PREFECT_HOME: the API a later run may reuse
 
 
 def _free_port() -> int:
@@ -49,49 +57,85 @@ UNNEEDED_SERVICES = (
 
 
 def server_environment() -> dict[str, str]:
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_UI_ENABLED": "false",
+           "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+           # block types register themselves when a flow saves a block; hashing them all costs every start
+           "PREFECT_API_BLOCKS_REGISTER_ON_START": "false", "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",
            "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "true",
            "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "true"}
     env.update({f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in UNNEEDED_SERVICES})
     return env
 
 
+def _home() -> Path:
+    return Path(os.environ.get("PREFECT_HOME", ".prefect"))
+
+
+def _identity() -> dict[str, str]:
+    """What a reused API must share with this run: the interpreter and Prefect's version."""
+    return {"python": sys.executable, "prefect": metadata.version("prefect")}
+
+
+def _answers(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=timeout) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def running(home: Path | None = None) -> dict | None:
+    """The record of a live API started for this PREFECT_HOME by a run like this one, else None."""
+    try:
+        record = json.loads(((home or _home()) / RECORD).read_text())
+        os.kill(int(record["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if {k: record.get(k) for k in _identity()} != _identity() or not _answers(record["url"]):
+        return None
+    return record
+
+
 def start() -> None:
-    """Start the API in the background and point this process at it (PREFECT_API_URL)."""
+    """Point this process at a running local API, or start one in the background
+    (PREFECT_API_URL either way)."""
     global _server, _started
     if _server is not None or os.environ.get("PREFECT_API_URL") or {"-h", "--help"} & set(sys.argv[1:]):
         return
-    port = _free_port()
     _started = datetime.now(timezone.utc).isoformat()
-    prefect = Path(sys.executable).with_name("prefect")
-    command = [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port),
-               "--no-ui", "--analytics-off", "--log-level", "WARNING"]
-    home = Path(os.environ.get("PREFECT_HOME", ".prefect"))
+    home = _home()
     home.mkdir(parents=True, exist_ok=True)
-    with open(home / "local-api.log", "wb") as log:  # the child keeps its own handle
-        _server = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   env=server_environment(), start_new_session=True)
-    os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+    found = running(home)
+    if found is None:
+        port = _free_port()
+        command = [sys.executable, "-m", "flows.api_server", "--port", str(port), "--record", str(home / RECORD)]
+        project = str(Path(__file__).resolve().parents[1])
+        env = server_environment()
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [project, env.get("PYTHONPATH")]))
+        with open(home / "local-api.log", "wb") as log:  # the child keeps its own handle
+            _server = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                       env=env, start_new_session=True)
+        found = {"url": f"http://127.0.0.1:{port}/api", "pid": _server.pid, **_identity()}
+        (home / RECORD).write_text(json.dumps(found))
+    else:
+        print(f"Using the local Prefect API at {found['url']} (started by an earlier run)", file=sys.stderr)
+    os.environ["PREFECT_API_URL"] = found["url"]
     os.environ.setdefault("PREFECT_UI_URL", "")  # this API serves no UI: no "View at" links to it
     atexit.register(stop)
 
 
 def wait(timeout: float = 180.0) -> None:
     """Block until the API answers; raise with the server's own words if it died or never did."""
-    if _server is None:
+    if not _started:
         return
-    url = os.environ["PREFECT_API_URL"] + "/health"
+    url = os.environ["PREFECT_API_URL"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _server.poll() is not None:
-            log = Path(os.environ.get("PREFECT_HOME", ".prefect")) / "local-api.log"
-            raise RuntimeError(f"the local Prefect API exited with code {_server.returncode}; see {log}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
+        if _server is not None and _server.poll() is not None:
+            raise RuntimeError(f"the local Prefect API exited with code {_server.returncode}; see {_home() / 'local-api.log'}")
+        if _answers(url):
+            return
+        time.sleep(0.1)
     raise RuntimeError(f"the local Prefect API did not answer at {url} within {timeout:.0f} s")
 
 
@@ -127,11 +171,23 @@ def wait_recorded(since: str, timeout: float = 15.0, poll: float = 0.2) -> bool:
 
 
 def stop() -> None:
-    global _server
+    """Wait until this run's task runs are written; stop the API this run started only when it is
+    not to stay up idle (SALESRISK_LOCAL_API_IDLE_SECONDS=0)."""
+    global _server, _started
+    if not _started:
+        return
+    if _server is None or _server.poll() is None:
+        wait_recorded(_started)
+    _started = ""
     if _server is None:
         return
-    if _server.poll() is None:
-        wait_recorded(_started)
+    from salesrisk.settings import get_settings
+
+    if get_settings().local_api_idle_seconds > 0 and _server.poll() is None:
+        print(f"The local Prefect API stays up at {os.environ['PREFECT_API_URL']} until idle for "
+              f"{get_settings().local_api_idle_seconds:.0f} s (SALESRISK_LOCAL_API_IDLE_SECONDS)", file=sys.stderr)
+        _server = None
+        return
     _server.terminate()
     try:
         _server.wait(timeout=10)

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     serving: Literal["local", "azureml"] = Field("local", validation_alias=_env("SALESRISK_SERVING"))
     # local steps fork from one preloaded interpreter (deployments/preload.py); false: fresh processes
     preload_steps: bool = Field(True, validation_alias=_env("SALESRISK_PRELOAD_STEPS"))
+    # the Prefect API an ad hoc flow run starts stays up this long idle for the next run (flows/api_server.py); 0: it stops with its run
+    local_api_idle_seconds: float = Field(300.0, ge=0, validation_alias=_env("SALESRISK_LOCAL_API_IDLE_SECONDS"))
     home: Path = Field(Path("./.salesrisk"), validation_alias=_env("SALESRISK_HOME"))
     serve_host: str = Field("127.0.0.1", validation_alias=_env("SALESRISK_SERVE_HOST"))
     serve_port: int = Field(8765, validation_alias=_env("SALESRISK_SERVE_PORT"))

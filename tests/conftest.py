@@ -14,6 +14,7 @@ os.environ["SALESRISK_TEST_ROOT"] = str(_SESSION_DIR)
 os.environ["PREFECT_HOME"] = str(_SESSION_DIR / "prefect")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.pop("PREFECT_API_URL", None)
+os.environ["SALESRISK_LOCAL_API_IDLE_SECONDS"] = "0"  # a flow script's API stops with it (tests that reuse one set their own)
 os.environ.pop("SALESRISK_MLFLOW_UI_URL", None)  # artifact links point at the default MLflow UI address
 os.environ["MPLCONFIGDIR"] = str(_SESSION_DIR / "mpl")
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_DIR / 'mlflow.db'}"

@@ -1,7 +1,7 @@
 """What the Prefect UI shows after `make run` twice: every model's tasks, with their final states.
 
-`python flows/retrain_all.py` runs twice, as `make run` runs it, on its own API (flows/local_api.py)
-in a fresh PREFECT_HOME. Then, as `make ui` would, an API on that home is read over REST, the way
+`python flows/retrain_all.py` runs twice, as `make run` runs it, in a fresh PREFECT_HOME: the first
+starts the local API (flows/local_api.py), which stays up idle, and the rerun uses it. Then, as `make ui` would, an API on that home is read over REST, the way
 the UI reads it: for every model, task runs for fetch, prepare, train, evaluate, register and
 deploy in final states on the first run, and prepare and train Cached on the unchanged rerun. The
 reads wait for what they expect (with a deadline) instead of reading once.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -53,19 +54,32 @@ def script_env(root: Path) -> dict[str, str]:
     return env
 
 
-def make_run(root: Path) -> None:
+def make_run(root: Path) -> str:
+    """One `make run` with the default idle time of the API it starts or finds; its stderr."""
     fast = ["--trainer-options-by-model", json.dumps(FAST_PARAMS)]  # the task runs are the point, not the fits
-    done = subprocess.run([sys.executable, str(PROJECT / "flows" / "retrain_all.py"), *fast], env=script_env(root), cwd=root,
+    env = {**script_env(root), "SALESRISK_LOCAL_API_IDLE_SECONDS": "300"}
+    done = subprocess.run([sys.executable, str(PROJECT / "flows" / "retrain_all.py"), *fast], env=env, cwd=root,
                           capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stderr
+
+
+def local_api_pid(root: Path) -> int:
+    return int(json.loads((root / ".prefect" / "local-api.json").read_text())["pid"])
 
 
 @pytest.fixture()
 def two_runs(tmp_path: Path, small_lake_template: Path) -> Iterator[str]:
     """Two `make run`s, then an API on their PREFECT_HOME (as `make ui` starts it): its URL."""
     shutil.copytree(small_lake_template, tmp_path / "lake")
-    make_run(tmp_path)
-    make_run(tmp_path)
+    try:
+        assert "The local Prefect API stays up at" in make_run(tmp_path)
+        first = local_api_pid(tmp_path)
+        assert "started by an earlier run" in make_run(tmp_path)
+        assert local_api_pid(tmp_path) == first  # the rerun used the API the first run left up
+    finally:
+        if (tmp_path / ".prefect" / "local-api.json").exists():
+            os.kill(local_api_pid(tmp_path), signal.SIGTERM)
     port = free_port()
     env = script_env(tmp_path)
     with open(tmp_path / "reader.log", "wb") as log:

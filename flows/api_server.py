@@ -1,0 +1,112 @@
+"""The local Prefect API of ad hoc runs (flows/local_api.py starts it): Prefect's own server app
+under uvicorn, which exits by itself once it has been idle for SALESRISK_LOCAL_API_IDLE_SECONDS.
+
+``python -m flows.api_server --port PORT --record FILE``
+
+Why not ``prefect server start``: that command loads Prefect's whole command line first (about
+1.5 s of imports) and, before serving, hashes every block type it could register (about 1.5 s
+more on each start, even when nothing changed). An ad hoc run needs neither: its environment
+(:func:`flows.local_api.server_environment`) switches block registration off, and a block a flow
+saves registers its own type. The app, its database and its services are Prefect's, unchanged.
+
+Idle means no request in flight and no open connection (a flow's event stream is one) for the
+idle time. The next ``python flows/<file>.py`` within it finds this server through ``FILE`` (in
+PREFECT_HOME) and skips the seconds of starting one. With an idle time of 0 it runs until
+terminated (the run that started it stops it at exit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from pathlib import Path
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+
+class Activity:
+    """ASGI middleware counting requests and websockets in flight, and when the last one ended."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.open = 0
+        self.last = time.monotonic()
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        self.open += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.open -= 1
+            self.last = time.monotonic()
+
+    def idle_for(self) -> float:
+        return 0.0 if self.open else time.monotonic() - self.last
+
+
+async def serve(port: int, idle_seconds: float, record: Path | None) -> None:
+    import uvicorn
+    from prefect.server.api.server import create_app
+    from prefect.settings import get_current_settings
+
+    api = get_current_settings().server.api
+    activity = Activity(create_app(final=True))
+    server = uvicorn.Server(uvicorn.Config(
+        activity, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=api.keepalive_timeout,
+        ws_ping_interval=api.websocket_ping_interval, ws_ping_timeout=api.websocket_ping_timeout,
+    ))
+
+    async def exit_when_idle() -> None:
+        while not server.started:  # the database's migrations may take a while on first start
+            await asyncio.sleep(0.1)
+        activity.last = time.monotonic()
+        while not server.should_exit:
+            await asyncio.sleep(min(1.0, idle_seconds))
+            if activity.idle_for() >= idle_seconds:
+                server.should_exit = True
+
+    # uvicorn shuts down on SIGTERM and then raises it again: exit through the finally below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    watchdog = asyncio.create_task(exit_when_idle()) if idle_seconds > 0 else None
+    try:
+        await server.serve()
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        forget(record)
+
+
+def forget(record: Path | None) -> None:
+    """Remove the record that points the next run here, unless a newer server owns it now."""
+    if record is None:
+        return
+    try:
+        if json.loads(record.read_text()).get("pid") == os.getpid():
+            record.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--record", type=Path, help="the file (in PREFECT_HOME) that names this server")
+    args = parser.parse_args(argv)
+    from salesrisk.settings import get_settings
+
+    asyncio.run(serve(args.port, get_settings().local_api_idle_seconds, args.record))
+
+
+if __name__ == "__main__":
+    main()
