@@ -173,6 +173,7 @@ def train_all(work: Path) -> tuple[Path, Path]:
         "SALESRISK_ENDPOINT_MAP": str(state / "config" / "endpoints.yaml"),
         "SALESRISK_SERVE_PORT": str(free_port()),  # deploy's probe finds no server and checks in-process
         "MPLCONFIGDIR": str(work / "mpl"),
+        "SALESRISK_LOCAL_API_IDLE_SECONDS": "0",  # no idle Prefect API beside the timings
     }
     started = time.perf_counter()
     done = subprocess.run([sys.executable, str(ROOT / "flows" / "retrain_all.py")], cwd=state, env=env,
