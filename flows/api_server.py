@@ -9,6 +9,19 @@ more on each start, even when nothing changed). An ad hoc run needs neither: its
 (:func:`flows.local_api.server_environment`) switches block registration off, and a block a flow
 saves registers its own type. The app, its database and its services are Prefect's, unchanged.
 
+**SQLite transactions begin IMMEDIATE.** Prefect's API and its services write the one SQLite file
+at once: the task-run recorder writes task runs from events while a flow creates its sub-flows'
+task runs through the API. An API transaction that reads and then writes (``create_task_run``
+reads the flow run's labels first) fails at once with "database is locked" when another write
+committed in between (SQLite cannot upgrade a stale read snapshot; the busy timeout does not
+apply), the API answers 503, and the client waits 2 s, then 4 s, before retrying: measured, 13 such
+waits in one unchanged retrain-all rerun, most of its wall time (PrefectHQ/prefect#18934). Taking
+the write lock at BEGIN, which is what Prefect's own ``with_for_update=True`` does on SQLite, makes
+a transaction wait (up to Prefect's 60 s busy timeout) instead. :func:`immediate_sqlite_transactions`
+sets that flag on every transaction Prefect begins; reads outside transactions are unchanged.
+This replaces a method of Prefect's SQLite configuration class: an exception to "use the library
+as it is", for this one server, until Prefect does it itself.
+
 Idle means no request in flight and no open connection (a flow's event stream is one) for the
 idle time. The next ``python flows/<file>.py`` within it finds this server through ``FILE`` (in
 PREFECT_HOME) and skips the seconds of starting one. With an idle time of 0 it runs until
@@ -32,15 +45,23 @@ Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 
+LEASE_PATH = "/salesrisk/lease"  # POST ?seconds=N: stay up N more seconds, idle or not (0 ends the lease)
+
+
 class Activity:
-    """ASGI middleware counting requests and websockets in flight, and when the last one ended."""
+    """ASGI middleware counting requests and websockets in flight, when the last one ended, and
+    the lease a run that found this server takes to cover its imports before its first request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.open = 0
         self.last = time.monotonic()
+        self.leased_until = 0.0
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == LEASE_PATH:
+            await self.lease(scope, send)
+            return
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
@@ -51,8 +72,42 @@ class Activity:
             self.open -= 1
             self.last = time.monotonic()
 
+    async def lease(self, scope: Scope, send: Any) -> None:
+        from urllib.parse import parse_qs
+
+        try:
+            seconds = float(parse_qs(scope["query_string"].decode())["seconds"][0])
+            status = 204
+        except (KeyError, ValueError):
+            seconds, status = 0.0, 400
+        self.leased_until = time.monotonic() + seconds
+        self.last = time.monotonic()
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
     def idle_for(self) -> float:
-        return 0.0 if self.open else time.monotonic() - self.last
+        if self.open or time.monotonic() < self.leased_until:
+            return 0.0
+        return time.monotonic() - max(self.last, self.leased_until)
+
+
+def immediate_sqlite_transactions() -> None:
+    """Every transaction Prefect begins on SQLite takes the write lock first (see the module docstring)."""
+    from contextlib import asynccontextmanager
+
+    from prefect.server.database.configurations import AioSqliteConfiguration
+
+    begin = AioSqliteConfiguration.begin_transaction
+    if getattr(begin, "immediate", False):
+        return
+
+    @asynccontextmanager
+    async def begin_immediate(self: Any, session: Any, with_for_update: bool = False) -> Any:
+        async with begin(self, session, with_for_update=True) as transaction:
+            yield transaction
+
+    begin_immediate.immediate = True  # type: ignore[attr-defined]
+    AioSqliteConfiguration.begin_transaction = begin_immediate  # type: ignore[method-assign]
 
 
 async def serve(port: int, idle_seconds: float, record: Path | None) -> None:
@@ -60,6 +115,7 @@ async def serve(port: int, idle_seconds: float, record: Path | None) -> None:
     from prefect.server.api.server import create_app
     from prefect.settings import get_current_settings
 
+    immediate_sqlite_transactions()
     api = get_current_settings().server.api
     activity = Activity(create_app(final=True))
     server = uvicorn.Server(uvicorn.Config(

@@ -84,14 +84,28 @@ def _answers(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+LEASE_SECONDS = 120.0  # covers a run's imports: the API cannot go idle before the run's first request
+
+
+def _lease(url: str, seconds: float = LEASE_SECONDS) -> bool:
+    """Ask the API to stay up ``seconds`` more (flows/api_server.py); False if it did not agree."""
+    lease = url.removesuffix("/api") + f"/salesrisk/lease?seconds={seconds:g}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(lease, method="POST"), timeout=2.0) as answer:
+            return answer.status == 204
+    except OSError:
+        return False
+
+
 def running(home: Path | None = None) -> dict | None:
-    """The record of a live API started for this PREFECT_HOME by a run like this one, else None."""
+    """The record of a live API started for this PREFECT_HOME by a run like this one, leased for
+    this run, else None."""
     try:
         record = json.loads(((home or _home()) / RECORD).read_text())
         os.kill(int(record["pid"]), 0)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if {k: record.get(k) for k in _identity()} != _identity() or not _answers(record["url"]):
+    if {k: record.get(k) for k in _identity()} != _identity() or not _lease(record["url"]):
         return None
     return record
 
@@ -133,7 +147,7 @@ def wait(timeout: float = 180.0) -> None:
     while time.monotonic() < deadline:
         if _server is not None and _server.poll() is not None:
             raise RuntimeError(f"the local Prefect API exited with code {_server.returncode}; see {_home() / 'local-api.log'}")
-        if _answers(url):
+        if _answers(url) and _lease(url):
             return
         time.sleep(0.1)
     raise RuntimeError(f"the local Prefect API did not answer at {url} within {timeout:.0f} s")
@@ -178,6 +192,7 @@ def stop() -> None:
         return
     if _server is None or _server.poll() is None:
         wait_recorded(_started)
+        _lease(os.environ["PREFECT_API_URL"], 0)  # idle from now on
     _started = ""
     if _server is None:
         return
