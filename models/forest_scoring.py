@@ -49,26 +49,40 @@ class StackedForest:
 
     def score_samples(self, x: Any) -> np.ndarray:
         """``IsolationForest.score_samples`` (lower is more abnormal) of a dense 2-D array."""
-        values = np.asarray(x, dtype=np.float32)  # the dtype scikit-learn's validation gives the trees
+        # the dtype scikit-learn's validation gives the trees; row-major, so each chunk of rows is
+        # one contiguous block (a column-major request frame would be copied once per chunk)
+        values = np.ascontiguousarray(x, dtype=np.float32)
         if values.ndim != 2 or values.shape[1] != self.n_features:
             raise ValueError(f"X has {values.shape[-1]} features, but the forest expects {self.n_features}")
-        # Summed tree after tree, as scikit-learn's ``depths +=`` does. Over the first axis of
-        # several rows a reduce adds whole rows in that order; a single row's column is contiguous,
-        # and a reduce over it may add pairwise (another last bit), so it is accumulated instead.
-        per_tree = self.leaf_depth.take(self.leaves(values), mode="wrap")
-        if per_tree.shape[1] > 1:
-            depths = np.add.reduce(per_tree, axis=0)
-        else:
-            depths = np.add.accumulate(per_tree[:, 0])[-1:]
+        n_rows = values.shape[0]
+        step = self._chunk_rows()
+        if n_rows <= step:
+            depths = self._depths(values)
+        else:  # chunk by chunk, while each chunk's leaves are still in cache
+            depths = np.concatenate([self._depths(values[start : start + step]) for start in range(0, n_rows, step)])
         scores = 2 ** (
             -np.divide(depths, self.denominator, out=np.ones_like(depths), where=self.denominator != 0)
         )
         return -scores
 
+    def _depths(self, values: np.ndarray) -> np.ndarray:
+        """Each row's path length summed over the trees.
+
+        Summed tree after tree, as scikit-learn's ``depths +=`` does. Over the first axis of
+        several rows a reduce adds whole rows in that order; a single row's column is contiguous,
+        and a reduce over it may add pairwise (another last bit), so it is accumulated instead."""
+        per_tree = self.leaf_depth.take(self._walk(values), mode="wrap")
+        if per_tree.shape[1] > 1:
+            return np.add.reduce(per_tree, axis=0)
+        return np.add.accumulate(per_tree[:, 0])[-1:]
+
+    def _chunk_rows(self) -> int:
+        return max(1, CHUNK_PAIRS // self.n_trees)
+
     def leaves(self, values: np.ndarray) -> np.ndarray:
         """(n_trees, n_rows) index into ``leaf_depth`` of the leaf each row reaches in each tree."""
         n_rows = values.shape[0]
-        step = max(1, CHUNK_PAIRS // self.n_trees)
+        step = self._chunk_rows()
         if n_rows <= step:
             return self._walk(values)
         return np.concatenate([self._walk(values[start : start + step]) for start in range(0, n_rows, step)], axis=1)
@@ -197,7 +211,10 @@ class TabularPreprocess:
     def transform(self, frame: Any) -> np.ndarray:
         parts = []
         if self.numeric:
-            x = frame[list(self.numeric)].to_numpy(dtype=np.float64, copy=True)
+            # a frame of exactly the numeric columns (the server's request frame) is read whole:
+            # selecting the same columns by name costs more than imputing and scaling them
+            whole = not self.categorical and frame.columns.tolist() == list(self.numeric)
+            x = (frame if whole else frame[list(self.numeric)]).to_numpy(dtype=np.float64, copy=True)
             missing = np.isnan(x)
             if missing.any():
                 x[missing] = np.broadcast_to(self.fill, x.shape)[missing]
@@ -313,10 +330,18 @@ def takes_frame_as_is(scorer: Any, frame: Any, spec: Any) -> bool:
         return False
     if scorer.preprocess.categorical or spec.categorical or not hasattr(frame, "dtypes"):
         return False
-    columns = frame.columns
-    if not all(name in columns for name in spec.columns):
+    dtypes = dict(zip(frame.columns, _dtypes(frame)))  # one lookup per column, no Series built
+    if not all(name in dtypes for name in spec.columns):
         return False
-    dtypes = frame.dtypes
     return all(
         isinstance(dtypes[name], np.dtype) and dtypes[name].kind in "fiu" for name in scorer.preprocess.numeric
     )
+
+
+def _dtypes(frame: Any) -> list:
+    """The column dtypes in order, from pandas' block manager when it has one (``frame.dtypes``
+    builds a Series, which costs more than this whole check)."""
+    try:
+        return list(frame._mgr.get_dtypes())
+    except AttributeError:  # another pandas layout
+        return list(frame.dtypes)

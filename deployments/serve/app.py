@@ -182,46 +182,44 @@ class ScoringService:
             if len(rows) > self.config.max_rows:
                 raise PayloadError(413, f"{len(rows)} rows exceed the limit of {self.config.max_rows} rows per request; split the batch")
             industries = column_values(columns, rows, catalog.INDUSTRY_ID) or [None] * len(rows)
-            groups: dict[str, tuple[Deployment, list[int]]] = {}
-            chosen: dict[Any, Deployment] = {}
-            for i, value in enumerate(industries):
-                industry = None if value is None else str(value)
-                if industry not in chosen:
-                    chosen[industry] = router.route(requested, industry)
-                deployment = chosen[industry]
-                groups.setdefault(deployment.path, (deployment, []))[1].append(i)
+            groups = _groups(router, requested, industries)
         except PayloadError as error:
             return error_reply(error.status, error.message)
         except RouteError as error:
             return error_reply(error.status, error.message)
-        return Routed(columns, rows, params, list(groups.values()))
+        return Routed(columns, rows, params, groups)
 
     def score_groups(self, router: IndustryRouter, plan: Routed, request_id: bytes | None) -> Reply:
         """Predict each group of :meth:`route_rows` and answer the rows in the order sent."""
         columns, rows, params = plan.columns, plan.rows, plan.params
-        answered: list[Any] = [None] * len(rows)
+        answered: list[bytes] = [b""] * len(rows)  # each row's record, encoded
         rid = _request_id(None if request_id and self._key in request_id else request_id)  # never log the key
         batches = []
         for deployment, positions in plan.groups:
             scorer = deployment.scorer
-            part = rows if len(positions) == len(rows) else [rows[i] for i in positions]
+            whole = len(positions) == len(rows)
+            part = rows if whole else [rows[i] for i in positions]
+            named = {"model_name": deployment.model_name, "model_version": deployment.version}
             try:
                 frame = scorer.frame(columns, part)  # type: ignore[union-attr]
-                content = scorer.encode(scorer.predict(frame, params))  # type: ignore[union-attr]
-                records = loads(content)
-                if not isinstance(records, list) or len(records) != len(positions):
-                    raise ValueError(f"returned {len(records) if isinstance(records, list) else 'no'} records for {len(positions)} rows")
+                content, encoded = scorer.encode_tagged(scorer.predict(frame, params), named)  # type: ignore[union-attr]
+                if encoded is None:
+                    records = loads(content)
+                    if not isinstance(records, list):
+                        raise ValueError(f"returned no records for {len(positions)} rows")
+                    encoded = [dumps(_named(record, named)) for record in records]
+                if len(encoded) != len(positions):
+                    raise ValueError(f"returned {len(encoded)} records for {len(positions)} rows")
             except PayloadError as error:
                 return error_reply(error.status, error.message)
             except Exception as error:  # the model raised: a server-side failure, say which model
                 log.exception("scoring %s with %s v%s failed", router.key, deployment.model_name, deployment.version)
                 return error_reply(500, f"{deployment.model_name} v{deployment.version} failed: {type(error).__name__}: {error}")
-            for i, record in zip(positions, records):
-                if isinstance(record, dict):
-                    record["model_name"], record["model_version"] = deployment.model_name, deployment.version
-                else:  # a model that answers plain values: keep the value under its output name
-                    record = {"prediction": record, "model_name": deployment.model_name, "model_version": deployment.version}
-                answered[i] = record
+            if whole:
+                answered = encoded
+            else:
+                for i, record in zip(positions, encoded):
+                    answered[i] = record
             # the fallback's rows are the global model's predictions: logged under its endpoint, so
             # its monitoring sees every row it scored
             fallback = router.fallback
@@ -233,7 +231,46 @@ class ScoringService:
             ))
         for batch in batches:  # only once every group scored: a failed request logs nothing
             self.inference_log.submit(batch)
-        return Reply(200, dumps(answered), [(b"x-request-id", rid.encode())])
+        return Reply(200, b"[" + b",".join(answered) + b"]", [(b"x-request-id", rid.encode())])
+
+
+def _named(record: Any, named: dict[str, str]) -> dict[str, Any]:
+    """A routed row's record with the model that scored it; a plain value is kept under ``prediction``."""
+    if isinstance(record, dict):
+        record.update(named)
+        return record
+    return {"prediction": record, **named}
+
+
+def _groups(router: IndustryRouter, requested: str | None, industries: list) -> list[tuple[Deployment, list[int]]]:
+    """(deployment, positions of its rows), in the order each deployment is first needed. Each
+    distinct industry is routed once; when every row goes to one deployment (the usual request,
+    one tenant's deals of one industry) no per-row work is left."""
+    try:
+        distinct = dict.fromkeys(industries)
+    except TypeError:  # an unhashable value (a list, an object): routed by its text
+        distinct = None
+    if distinct is not None and all(v is None or type(v) is str for v in distinct):
+        chosen = {value: router.route(requested, value) for value in distinct}
+        targets = {id(d): d for d in chosen.values()}
+        if len(targets) == 1:
+            return [(next(iter(targets.values())), list(range(len(industries))))]
+        paths = {value: d.path for value, d in chosen.items()}
+        by_path: dict[str, tuple[Deployment, list[int]]] = {}
+        for value, d in chosen.items():
+            by_path.setdefault(d.path, (d, []))
+        for i, value in enumerate(industries):
+            by_path[paths[value]][1].append(i)
+        return list(by_path.values())
+    groups: dict[str, tuple[Deployment, list[int]]] = {}
+    routed: dict[Any, Deployment] = {}
+    for i, value in enumerate(industries):
+        industry = None if value is None else str(value)
+        if industry not in routed:
+            routed[industry] = router.route(requested, industry)
+        deployment = routed[industry]
+        groups.setdefault(deployment.path, (deployment, []))[1].append(i)
+    return list(groups.values())
 
 
 @dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import operator
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -196,14 +197,18 @@ class Scorer:
                 rows = _record_rows(rows, names, self._check_columns)
             elif columns != list(names):
                 index = [columns.index(c) if c in columns else None for c in names]
-                rows = [[None if i is None else row[i] for i in index] for row in rows]
+                if None not in index and len(index) > 1 and _uniform_lists(rows, len(columns)):
+                    # the model's columns picked out of each row in C, a tuple per row
+                    rows = list(map(operator.itemgetter(*index), rows))
+                else:
+                    rows = [[None if i is None else row[i] for i in index] for row in rows]
         except (IndexError, TypeError):
             raise PayloadError(400, f"every row of data must hold {len(columns or names)} values, one per column") from None
         width = len(names)
         try:
             # one pass over the parsed values, straight into the float block (2x np.array(rows));
             # None becomes NaN here as well
-            if not all(type(row) is list and len(row) == width for row in rows):
+            if not (_uniform_lists(rows, width) or _uniform_lists(rows, width, tuple)):
                 raise ValueError
             block = np.fromiter(chain.from_iterable(rows), dtype=self.block_dtype, count=len(rows) * width)
             block = block.reshape(len(rows), width)
@@ -219,7 +224,7 @@ class Scorer:
         """Nulls become NaN; anything else that is not a number is named by column and row."""
         block = np.empty((len(rows), len(self.columns)), dtype=self.block_dtype)  # type: ignore[arg-type]
         for i, row in enumerate(rows):
-            if not isinstance(row, list) or len(row) != len(self.columns):  # type: ignore[arg-type]
+            if not isinstance(row, (list, tuple)) or len(row) != len(self.columns):  # type: ignore[arg-type]
                 raise PayloadError(400, f"row {i} must hold {len(self.columns)} values, one per column")  # type: ignore[arg-type]
             for j, value in enumerate(row):
                 if value is None:
@@ -318,14 +323,28 @@ class Scorer:
         if table is None:
             return dumps(output if isinstance(output, list) else [{self.output_names[0]: output}])
         names, arrays = table
+        spliced = _one_score(names, arrays)
+        if spliced is not None:  # one score per row: the common case, spliced in C
+            key, values = spliced
+            return b"[" + key + (b"}," + key).join(values) + b"}]" if values else b"[]"
         numeric = all(a.dtype.kind in "fiub" for a in arrays)
-        if numeric and len(arrays) == 1:  # one score per row: the common case, spliced in C
-            values = dumps(np.ascontiguousarray(arrays[0]))[1:-1]
-            key = b'{' + dumps(names[0]) + b":"
-            return b"[" + key + (b"}," + key).join(values.split(b",")) + b"}]" if values else b"[]"
         if numeric and len(arrays[0]) >= POLARS_ROWS:
             return pl.DataFrame(dict(zip(names, arrays))).write_json().encode()
         return dumps(_records(names, arrays))
+
+    def encode_tagged(self, output: Any, extra: dict[str, str]) -> tuple[bytes, list[bytes] | None]:
+        """:meth:`encode`'s answer, and for one score per row also each record with ``extra``'s
+        fields appended, as bytes (what ``dumps`` gives for the record decoded and extended), so a
+        routing endpoint can name the model of each row without decoding the answer again.
+        ``None`` for other outputs."""
+        table = self._table(output)
+        spliced = _one_score(*table) if table is not None else None
+        if spliced is None:
+            return self.encode(output), None
+        key, values = spliced
+        content = b"[" + key + (b"}," + key).join(values) + b"}]" if values else b"[]"
+        suffix = b"".join(b"," + dumps(k) + b":" + dumps(v) for k, v in extra.items()) + b"}"
+        return content, [key + v + suffix for v in values]
 
     def _table(self, output: Any) -> tuple[list[str], list[np.ndarray]] | None:
         """Output as named columns, or ``None`` when it is not tabular (passed through as JSON)."""
@@ -347,6 +366,15 @@ class Scorer:
 
 
 POLARS_ROWS = 32
+
+
+def _one_score(names: list[str], arrays: list[np.ndarray]) -> tuple[bytes, list[bytes]] | None:
+    """For a single numeric output column: the opening of each record (``{"name":``) and each
+    row's value as JSON; else ``None``."""
+    if len(arrays) != 1 or arrays[0].dtype.kind not in "fiub":
+        return None
+    values = dumps(np.ascontiguousarray(arrays[0]))[1:-1]
+    return b"{" + dumps(names[0]) + b":", values.split(b",") if values else []
 
 
 def direct_predict(model: Any) -> Callable[[pd.DataFrame, dict[str, Any] | None], Any] | None:
@@ -562,12 +590,19 @@ def _plain(array: np.ndarray) -> list:
     return array.tolist()
 
 
+def _uniform_lists(rows: list, width: int, kind: type = list) -> bool:
+    """Whether every row is a ``kind`` (list, or tuple) of ``width`` values: two passes in C."""
+    return not rows or (set(map(type, rows)) == {kind} and set(map(len, rows)) == {width})
+
+
 def column_values(columns: list[str] | None, rows: list, name: str) -> list | None:
     """The values of column ``name`` in parsed rows, or ``None`` when the request has no such column."""
     if columns is not None:
         if name not in columns:
             return None
         i = columns.index(name)
+        if _uniform_lists(rows, len(columns)):
+            return list(map(operator.itemgetter(i), rows))
         return [row[i] if isinstance(row, list) and len(row) > i else None for row in rows]
     if not any(isinstance(r, dict) and name in r for r in rows):
         return None
