@@ -23,8 +23,9 @@ seed; isolation splits are drawn uniformly between a node's minimum and maximum,
 scaling does not move them), so per seed the two differ only in the share flagged; where they
 choose half the features per tree, the trees differ too (the last column counts those seeds). The
 table therefore also gives the paired difference, ours minus plain 0.1 seed by seed (mean with its
-standard error, and how many seeds are better, equal, worse): where that mean is within about one standard error of zero the two
-medians tie within seed noise, whichever side of the verdict they fall.
+standard error, and how many seeds are better, equal, worse): where that mean is within about one
+standard error of zero the two medians tie within seed noise, whichever side of the verdict they
+fall.
 """
 
 from __future__ import annotations

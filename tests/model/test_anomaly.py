@@ -53,8 +53,9 @@ def test_without_labels_metrics_hold_the_flagged_share(make_anomalies, trainer_m
     data = tmp_path / "unlabelled.parquet"
     make_anomalies(300, label=False).write_parquet(data)
     run = trainer_main("anomaly", data, tmp_path, "--param-contamination", "0.2", "--param-n-estimators", "30")
-    metrics = check_trained(run, {"anomaly_rate", "chosen_contamination"})
+    metrics = check_trained(run, {"anomaly_rate", "chosen_contamination", "chosen_max_features"})
     assert metrics["chosen_contamination"] == 0.2  # no labels: the runbook's share, as given
+    assert metrics["chosen_max_features"] == 1.0  # and the runbook's forest
     assert 0.05 <= metrics["anomaly_rate"] <= 0.4
 
 
