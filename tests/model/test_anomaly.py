@@ -20,10 +20,11 @@ def trained(anomaly_path, trainer_cli, tmp_path_factory):
 
 
 def test_cli_writes_runbook_metrics_logged_to_mlflow(trained, check_trained):
-    metrics = check_trained(trained, {"F1", "validation_F1", "chosen_contamination"})
+    metrics = check_trained(trained, {"F1", "validation_F1", "chosen_contamination", "chosen_max_features"})
     assert trained.model_name == "anomaly-detection-isolation-forest"
     assert metrics["F1"] > 0.7  # the generated outliers sit far from the inliers
     assert 0 < metrics["chosen_contamination"] <= 0.5
+    assert metrics["chosen_max_features"] in anomaly.MAX_FEATURES_CANDIDATES
 
 
 def test_model_loads_in_fresh_process_with_its_own_code(trained, anomaly_path, fresh_predict, tmp_path):
@@ -52,8 +53,9 @@ def test_without_labels_metrics_hold_the_flagged_share(make_anomalies, trainer_m
     data = tmp_path / "unlabelled.parquet"
     make_anomalies(300, label=False).write_parquet(data)
     run = trainer_main("anomaly", data, tmp_path, "--param-contamination", "0.2", "--param-n-estimators", "30")
-    metrics = check_trained(run, {"anomaly_rate", "chosen_contamination"})
+    metrics = check_trained(run, {"anomaly_rate", "chosen_contamination", "chosen_max_features"})
     assert metrics["chosen_contamination"] == 0.2  # no labels: the runbook's share, as given
+    assert metrics["chosen_max_features"] == 1.0  # and the runbook's forest
     assert 0.05 <= metrics["anomaly_rate"] <= 0.4
 
 
@@ -116,7 +118,7 @@ def test_labels_choose_a_share_near_the_true_rate_and_beat_the_runbook_share():
     params = anomaly.AnomalyParams(n_estimators=50, seed=0)
     threshold = anomaly.choose_contamination(train_df, features, params)
     assert 0.015 <= threshold.contamination <= 0.06
-    tuned = anomaly.train(train_df, features, anomaly.AnomalyParams(threshold.contamination, 50, 0))
+    tuned = anomaly.train(train_df, features, threshold.params(params))
     truth = test_df["is_anomaly"].to_numpy() == 1
     ours = f1_score(truth, anomaly.score_frame(tuned.pipeline, tuned.spec, test_df.to_pandas())["is_anomaly"])
     plain = IsolationForest(n_estimators=50, contamination=0.1, random_state=0).fit(train_df.select(features).to_numpy())
@@ -129,3 +131,53 @@ def test_best_share_counts_ties_as_one_cut():
     # two rows tie at 0.1: flagging "the first of them" is no cut a threshold can make
     share, f1 = anomaly.best_share(np.array([0.1, 0.1, 0.4]), np.array([True, False, False]))
     assert share == 0.1 and f1 == pytest.approx(2 / 3)
+
+
+def _labelled_frame(seed: int, n: int = 1200, outliers: int = 60, width: int = 6) -> pl.DataFrame:
+    """Outliers shifted in the first two of ``width`` features, the rest noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (n, width))
+    x[:outliers, :2] += rng.choice([-1, 1], (outliers, 2)) * rng.uniform(2, 3.5, (outliers, 2))
+    return pl.DataFrame({f"x{i}": x[:, i] for i in range(width)}).with_columns(
+        pl.Series("is_anomaly", (np.arange(n) < outliers).astype(np.int64))
+    )
+
+
+def test_labels_choose_max_features_by_validation_f1_and_log_every_candidate():
+    frame = _labelled_frame(1)
+    features = [c for c in frame.columns if c != "is_anomaly"]
+    params = anomaly.AnomalyParams(n_estimators=30, seed=0)
+    threshold = anomaly.choose_contamination(frame, features, params)
+    assert threshold.max_features in anomaly.MAX_FEATURES_CANDIDATES
+    for max_features in anomaly.MAX_FEATURES_CANDIDATES:
+        assert f"max_features {max_features:g}: F1 " in threshold.how
+    tried = [float(part.split("F1 ")[1].split(" ")[0]) for part in threshold.how.split("; ")]
+    assert threshold.validation_f1 == pytest.approx(max(tried), abs=1e-4)
+    trained = anomaly.train(frame, features, threshold.params(params))
+    forest = trained.pipeline.steps[-1][1]
+    assert (forest.max_features, forest.contamination) == (threshold.max_features, threshold.contamination)
+
+
+def test_a_tie_keeps_every_feature_and_no_labels_keep_the_runbook_forest(monkeypatch):
+    frame = _labelled_frame(2)
+    features = [c for c in frame.columns if c != "is_anomaly"]
+    params = anomaly.AnomalyParams(n_estimators=20, seed=0)
+    monkeypatch.setattr(anomaly, "best_share", lambda ranks, truth: (0.05, 0.5))
+    assert anomaly.choose_contamination(frame, features, params).max_features == 1.0
+    unlabelled = anomaly.choose_contamination(frame.drop("is_anomaly"), features, params)
+    assert (unlabelled.max_features, unlabelled.contamination, unlabelled.validation_f1) == (1.0, 0.1, None)
+
+
+def test_a_half_features_forest_is_served_exactly_by_the_stacked_scorer():
+    from models import forest_scoring
+
+    frame = _labelled_frame(3)
+    features = [c for c in frame.columns if c != "is_anomaly"]
+    trained = anomaly.train(frame, features, anomaly.AnomalyParams(n_estimators=40, max_features=0.5))
+    scorer = forest_scoring.pipeline_scorer(trained.pipeline)
+    assert scorer is not None  # the stacked forest, not the scikit-learn fallback
+    rows = frame.drop("is_anomaly").to_pandas()
+    fast = anomaly.score_frame(trained.pipeline, trained.spec, rows, scorer)
+    slow = anomaly.score_frame(trained.pipeline, trained.spec, rows)
+    np.testing.assert_allclose(fast["anomaly_score"], slow["anomaly_score"], rtol=1e-12, atol=1e-12)
+    assert (fast["is_anomaly"] == slow["is_anomaly"]).all()
