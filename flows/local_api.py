@@ -16,8 +16,9 @@ The server runs the services that record what the UI shows, above all the task-r
 Prefect 3 writes task runs to the database from the events the client sends, so an API without
 it (``--no-services``) shows every flow with no task runs. Services that act on schedules,
 workers, automations and late or paused runs are switched off: nothing in an ad hoc run needs
-them, and each would start its own loop. Before a run ends, :func:`stop` waits until its task runs
-are written.
+them, and each would start its own loop. Before a run stops the API it started, :func:`stop`
+waits until its task runs are written; an API left up writes them after the run has ended (within
+a second: a test that reads them right after a run polls, tests/flows/test_task_runs.py).
 
 Nothing here imports Prefect: that is the point.
 """
@@ -185,24 +186,24 @@ def wait_recorded(since: str, timeout: float = 15.0, poll: float = 0.2) -> bool:
 
 
 def stop() -> None:
-    """Wait until this run's task runs are written; stop the API this run started only when it is
-    not to stay up idle (SALESRISK_LOCAL_API_IDLE_SECONDS=0)."""
+    """At exit (after Prefect has sent its last events): leave the API up, idle from now on, unless
+    this run started it and it is not to stay up (SALESRISK_LOCAL_API_IDLE_SECONDS=0); then wait
+    until this run's task runs are written, and stop it. An API that stays up writes them itself."""
     global _server, _started
     if not _started:
         return
-    if _server is None or _server.poll() is None:
-        wait_recorded(_started)
-        _lease(os.environ["PREFECT_API_URL"], 0)  # idle from now on
-    _started = ""
-    if _server is None:
-        return
+    started, _started = _started, ""
     from salesrisk.settings import get_settings
 
-    if get_settings().local_api_idle_seconds > 0 and _server.poll() is None:
-        print(f"The local Prefect API stays up at {os.environ['PREFECT_API_URL']} until idle for "
-              f"{get_settings().local_api_idle_seconds:.0f} s (SALESRISK_LOCAL_API_IDLE_SECONDS)", file=sys.stderr)
+    if _server is None or (get_settings().local_api_idle_seconds > 0 and _server.poll() is None):
+        _lease(os.environ["PREFECT_API_URL"], 0)
+        if _server is not None:
+            print(f"The local Prefect API stays up at {os.environ['PREFECT_API_URL']} until idle for "
+                  f"{get_settings().local_api_idle_seconds:.0f} s (SALESRISK_LOCAL_API_IDLE_SECONDS)", file=sys.stderr)
         _server = None
         return
+    if _server.poll() is None:
+        wait_recorded(started)
     _server.terminate()
     try:
         _server.wait(timeout=10)
