@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmarks.readme_section import load_average, median, replace_section, stamp, verdict
@@ -84,11 +85,16 @@ def timed_run(state: Path, lake: Path, **env: str) -> float:
     return elapsed
 
 
-def stop_local_api(state: Path) -> None:
-    """Stop the API the runs left up (flows/local_api.py), so it neither serves nor costs the next run."""
+def stop_local_api(state: Path, since: str) -> None:
+    """Stop the API the runs left up (flows/local_api.py), so it neither serves nor costs the next
+    run, once it has written the task runs of the runs since ``since`` (it does so after they end)."""
+    from flows.local_api import wait_recorded
+
     record = state / ".prefect" / "local-api.json"
     try:
-        pid = int(json.loads(record.read_text())["pid"])
+        found = json.loads(record.read_text())
+        pid = int(found["pid"])
+        wait_recorded(since, timeout=60, url=found["url"])
         os.kill(pid, signal.SIGTERM)
     except (OSError, ValueError, KeyError):
         return
@@ -190,10 +196,11 @@ def main() -> None:
         shutil.rmtree(state, ignore_errors=True)
         state.mkdir(parents=True)
         load = load_average()
+        since = datetime.now(timezone.utc).isoformat()
         cold = timed_run(state, lake)
         fit = fit_seconds(state)
         rerun = timed_run(state, lake)  # on the API the cold run left up, as a second `make run` finds it
-        stop_local_api(state)
+        stop_local_api(state, since)
         fresh = timed_run(state, lake, SALESRISK_LOCAL_API_IDLE_SECONDS="0")
         runs = recorded(state, lake)
         check = check_recorded(runs)

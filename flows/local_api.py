@@ -18,7 +18,7 @@ it (``--no-services``) shows every flow with no task runs. Services that act on 
 workers, automations and late or paused runs are switched off: nothing in an ad hoc run needs
 them, and each would start its own loop. Before a run stops the API it started, :func:`stop`
 waits until its task runs are written; an API left up writes them after the run has ended (within
-a second: a test that reads them right after a run polls, tests/flows/test_task_runs.py).
+seconds: a test that reads them right after a run polls, tests/flows/test_task_runs.py).
 
 Nothing here imports Prefect: that is the point.
 """
@@ -157,14 +157,14 @@ def wait(timeout: float = 180.0) -> None:
 OPEN_STATES = ["SCHEDULED", "PENDING", "RUNNING"]
 
 
-def _count(path: str, body: dict) -> int:
-    request = urllib.request.Request(os.environ["PREFECT_API_URL"] + path, data=json.dumps(body).encode(),
+def _count(path: str, body: dict, url: str | None = None) -> int:
+    request = urllib.request.Request((url or os.environ["PREFECT_API_URL"]) + path, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=5) as answer:
         return int(json.load(answer))
 
 
-def wait_recorded(since: str, timeout: float = 15.0, poll: float = 0.2) -> bool:
+def wait_recorded(since: str, timeout: float = 15.0, poll: float = 0.2, url: str | None = None) -> bool:
     """Wait until the task runs created since ``since`` (ISO time) are written: none left open and
     their count unchanged between two reads. The client sends task-run events before this runs (Prefect
     drains them at interpreter exit); the server's recorder writes them moments later. False when
@@ -174,8 +174,8 @@ def wait_recorded(since: str, timeout: float = 15.0, poll: float = 0.2) -> bool:
     while time.monotonic() < deadline:
         try:
             recent = {"expected_start_time": {"after_": since}}
-            total = _count("/task_runs/count", {"task_runs": recent})
-            still_open = _count("/task_runs/count", {"task_runs": {**recent, "state": {"type": {"any_": OPEN_STATES}}}})
+            total = _count("/task_runs/count", {"task_runs": recent}, url)
+            still_open = _count("/task_runs/count", {"task_runs": {**recent, "state": {"type": {"any_": OPEN_STATES}}}}, url)
         except OSError:
             return False
         if still_open == 0 and total == last:
