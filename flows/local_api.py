@@ -77,14 +77,6 @@ def _identity() -> dict[str, str]:
     return {"python": sys.executable, "prefect": metadata.version("prefect")}
 
 
-def _answers(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=timeout) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
-
-
 LEASE_SECONDS = 120.0  # covers a run's imports: the API cannot go idle before the run's first request
 
 
@@ -148,7 +140,7 @@ def wait(timeout: float = 180.0) -> None:
     while time.monotonic() < deadline:
         if _server is not None and _server.poll() is not None:
             raise RuntimeError(f"the local Prefect API exited with code {_server.returncode}; see {_home() / 'local-api.log'}")
-        if _answers(url) and _lease(url):
+        if _lease(url):  # answered once the app is up: uvicorn serves only after Prefect's start-up
             return
         time.sleep(0.1)
     raise RuntimeError(f"the local Prefect API did not answer at {url} within {timeout:.0f} s")

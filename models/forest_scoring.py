@@ -54,12 +54,7 @@ class StackedForest:
         values = np.ascontiguousarray(x, dtype=np.float32)
         if values.ndim != 2 or values.shape[1] != self.n_features:
             raise ValueError(f"X has {values.shape[-1]} features, but the forest expects {self.n_features}")
-        n_rows = values.shape[0]
-        step = self._chunk_rows()
-        if n_rows <= step:
-            depths = self._depths(values)
-        else:  # chunk by chunk, while each chunk's leaves are still in cache
-            depths = np.concatenate([self._depths(values[start : start + step]) for start in range(0, n_rows, step)])
+        depths = np.concatenate([self._depths(chunk) for chunk in self._chunks(values)])
         scores = 2 ** (
             -np.divide(depths, self.denominator, out=np.ones_like(depths), where=self.denominator != 0)
         )
@@ -76,16 +71,15 @@ class StackedForest:
             return np.add.reduce(per_tree, axis=0)
         return np.add.accumulate(per_tree[:, 0])[-1:]
 
-    def _chunk_rows(self) -> int:
-        return max(1, CHUNK_PAIRS // self.n_trees)
+    def _chunks(self, values: np.ndarray) -> list[np.ndarray]:
+        """The rows in chunks of at most CHUNK_PAIRS (tree, row) pairs, each walked while its
+        leaves are still in cache; one chunk (the array itself) for a usual request."""
+        step = max(1, CHUNK_PAIRS // self.n_trees)
+        return [values[start : start + step] for start in range(0, max(len(values), 1), step)]
 
     def leaves(self, values: np.ndarray) -> np.ndarray:
         """(n_trees, n_rows) index into ``leaf_depth`` of the leaf each row reaches in each tree."""
-        n_rows = values.shape[0]
-        step = self._chunk_rows()
-        if n_rows <= step:
-            return self._walk(values)
-        return np.concatenate([self._walk(values[start : start + step]) for start in range(0, n_rows, step)], axis=1)
+        return np.concatenate([self._walk(chunk) for chunk in self._chunks(values)], axis=1)
 
     def _walk(self, values: np.ndarray) -> np.ndarray:
         n_rows = values.shape[0]

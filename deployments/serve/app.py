@@ -246,29 +246,13 @@ def _groups(router: IndustryRouter, requested: str | None, industries: list) -> 
     """(deployment, positions of its rows), in the order each deployment is first needed. Each
     distinct industry is routed once; when every row goes to one deployment (the usual request,
     one tenant's deals of one industry) no per-row work is left."""
-    try:
-        distinct = dict.fromkeys(industries)
-    except TypeError:  # an unhashable value (a list, an object): routed by its text
-        distinct = None
-    if distinct is not None and all(v is None or type(v) is str for v in distinct):
-        chosen = {value: router.route(requested, value) for value in distinct}
-        targets = {id(d): d for d in chosen.values()}
-        if len(targets) == 1:
-            return [(next(iter(targets.values())), list(range(len(industries))))]
-        paths = {value: d.path for value, d in chosen.items()}
-        by_path: dict[str, tuple[Deployment, list[int]]] = {}
-        for value, d in chosen.items():
-            by_path.setdefault(d.path, (d, []))
-        for i, value in enumerate(industries):
-            by_path[paths[value]][1].append(i)
-        return list(by_path.values())
+    keys = [None if value is None else str(value) for value in industries]
+    chosen = {key: router.route(requested, key) for key in dict.fromkeys(keys)}
+    if len({d.path for d in chosen.values()}) == 1:
+        return [(next(iter(chosen.values())), list(range(len(keys))))]
     groups: dict[str, tuple[Deployment, list[int]]] = {}
-    routed: dict[Any, Deployment] = {}
-    for i, value in enumerate(industries):
-        industry = None if value is None else str(value)
-        if industry not in routed:
-            routed[industry] = router.route(requested, industry)
-        deployment = routed[industry]
+    for i, key in enumerate(keys):
+        deployment = chosen[key]
         groups.setdefault(deployment.path, (deployment, []))[1].append(i)
     return list(groups.values())
 

@@ -325,8 +325,7 @@ class Scorer:
         names, arrays = table
         spliced = _one_score(names, arrays)
         if spliced is not None:  # one score per row: the common case, spliced in C
-            key, values = spliced
-            return b"[" + key + (b"}," + key).join(values) + b"}]" if values else b"[]"
+            return _spliced_list(*spliced)
         numeric = all(a.dtype.kind in "fiub" for a in arrays)
         if numeric and len(arrays[0]) >= POLARS_ROWS:
             return pl.DataFrame(dict(zip(names, arrays))).write_json().encode()
@@ -342,7 +341,7 @@ class Scorer:
         if spliced is None:
             return self.encode(output), None
         key, values = spliced
-        content = b"[" + key + (b"}," + key).join(values) + b"}]" if values else b"[]"
+        content = _spliced_list(key, values)
         suffix = b"".join(b"," + dumps(k) + b":" + dumps(v) for k, v in extra.items()) + b"}"
         return content, [key + v + suffix for v in values]
 
@@ -375,6 +374,11 @@ def _one_score(names: list[str], arrays: list[np.ndarray]) -> tuple[bytes, list[
         return None
     values = dumps(np.ascontiguousarray(arrays[0]))[1:-1]
     return b"{" + dumps(names[0]) + b":", values.split(b",") if values else []
+
+
+def _spliced_list(key: bytes, values: list[bytes]) -> bytes:
+    """The JSON list of one-field records from :func:`_one_score`'s parts."""
+    return b"[" + key + (b"}," + key).join(values) + b"}]" if values else b"[]"
 
 
 def direct_predict(model: Any) -> Callable[[pd.DataFrame, dict[str, Any] | None], Any] | None:
