@@ -59,7 +59,7 @@ def run_local(module: str, args: Sequence[str], output: str, *, timeout: float |
     same command, without importing MLflow, pandas, polars and scikit-learn again (about 5 s of CPU
     for every trainer and preparation, a third of a cold retrain-all on 2 cores).
     """
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = _step_environment()
     log.info("running %s -m %s %s", sys.executable, module, " ".join(args))
     with tempfile.TemporaryDirectory(prefix="step-") as logs:
         stdout, stderr = Path(logs, "stdout"), Path(logs, "stderr")
@@ -106,6 +106,18 @@ def preloaded_steps(env: dict[str, str]) -> PreloadedSteps | None:
         if _steps is None or (not _steps.alive and _steps.starts_like(env)):
             _steps = PreloadedSteps(env)  # first use, or the server died: a new one
     return _steps if _steps.fits(env) else None
+
+
+def start_preloaded_steps(compute: str | None = None) -> None:
+    """Start the preloaded interpreter now, when steps will run on this machine, so that its
+    imports overlap what the caller waits for (a flow script waits seconds for its Prefect API)
+    instead of delaying the first step."""
+    if (compute or get_settings().compute) == "local":
+        preloaded_steps(_step_environment())
+
+
+def _step_environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 @contextlib.contextmanager

@@ -32,11 +32,15 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-# Imported once by the server. Torch is left out: forked after its thread pools started it can
-# hang, and only two steps use it. Checked in a fork: polars, CatBoost and pyarrow work there.
+# Imported once by the server. Checked in a fork: polars, CatBoost, pyarrow and torch work there.
+# torch is only imported, never run, in the server: its thread pools start at a step's first
+# parallel operation, in the step's own process (a pool started before a fork can hang the fork).
+# torch._dynamo is what ``use_deterministic_algorithms`` and Lightning import next: 2 s more.
+# Lightning and NeuralProphet are left out: their imports configure logging (a handler of their
+# own when the root logger has none), which a step must do in its own order, as a fresh process.
 PRELOAD = (
     "numpy", "pandas", "polars", "pyarrow.parquet", "sklearn.metrics", "catboost", "matplotlib",
-    "mlflow", "mlflow.pyfunc", "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow", "mlflow.pyfunc", "mlflow.store.tracking.sqlalchemy_store", "torch", "torch._dynamo",
 )
 # Variables that change how a new interpreter starts: a step whose environment differs from the
 # server's in one of them runs as a fresh process instead (deployments/compute.py).
@@ -120,9 +124,19 @@ class PreloadedSteps:
 # --- the server ---------------------------------------------------------------------------------
 
 
+def warm() -> None:
+    """Fill what every step would compute again, so each fork inherits it: MLflow's map of the
+    installed distributions (``importlib.metadata.packages_distributions``, 0.5 to 1.5 s), which it
+    builds on a model's first save or load to check the model's requirements."""
+    from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
+
+    warn_dependency_requirement_mismatches(["mlflow"])
+
+
 def serve() -> None:
     for name in PRELOAD:
         __import__(name)
+    warm()
     out = sys.stdout
     write = threading.Lock()
     steps: dict[int, int] = {}  # pid -> request id

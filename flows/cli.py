@@ -39,6 +39,9 @@ PARAMETER_HELP = {
     "seed": "random seed of the trainer",
     "models": "comma-separated model ids",
     "max_parallel": "model pipelines at once (0: one per CPU core)",
+    "act": "act on a breach with the model's action from SALESRISK_MONITOR_ACTIONS (the breach is reported either way)",
+    "industries": "train each industry's own model, where the model has them (risk scoring)",
+    "min_closed_deals": "closed deals an industry needs for its own model (default: SALESRISK_INDUSTRY_MIN_CLOSED_DEALS)",
     "risk_evaluations": "URI of the /risk_evaluations table",
     "ml_outcomes": "URI of the /ml_outcomes table",
     "risk_snapshots": "URI of the /risk_snapshots table",
@@ -140,6 +143,9 @@ def main(
     """
     args = vars(build_parser(flow).parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from deployments.compute import start_preloaded_steps
+
+    start_preloaded_steps(args.get("compute"))  # its imports overlap the wait for the API
     local_api.wait()  # started by the script before its imports, if it was
     state = flow(**args, return_state=True)
     if inspect.isawaitable(state):

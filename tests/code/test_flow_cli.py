@@ -37,6 +37,20 @@ def test_flow_help_lists_its_inputs(module: str, name: str) -> None:
         assert flag in text, f"flows/{module}.py ({name}) --help does not list {flag}"
 
 
+@pytest.mark.parametrize(("module", "name"), sorted(EXPECTED_FLAGS))
+def test_every_flag_says_what_it_does(module: str, name: str) -> None:
+    """Help written from the runbook table or the model's spec, not the parameter's own name
+    (which read "--no-industries: do not industries")."""
+    flow = getattr(importlib.import_module(f"flows.{module}"), name)
+    for action in cli.build_parser(flow)._actions:
+        if action.dest == "help":
+            continue
+        words = action.dest.replace("_", " ")
+        assert action.help and action.help.removeprefix("do not ") not in (action.dest, words), (
+            f"flows/{module}.py ({name}) {action.option_strings[0]}: help is only its name: {action.help!r}"
+        )
+
+
 def test_flow_files_run_as_scripts() -> None:
     done = subprocess.run([sys.executable, str(ROOT / "flows" / "retrain_all.py"), "--help"],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)

@@ -30,6 +30,28 @@ STEPS = {
     "step_raises": "raise RuntimeError('broken trainer')\n",
     "step_killed": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
     "step_sleeps": "import time\ntime.sleep(60)\n",
+    # what a torch trainer does first: two intra-op threads, then training (the server imported
+    # torch but never ran it, so the fork starts its own thread pool)
+    "step_torch": """
+        import json, os, sys
+        import torch
+        from mlflow.utils import requirements_utils
+        warm = requirements_utils._PACKAGES_TO_MODULES is not None  # before anything here fills it
+        torch.set_num_threads(2)
+        torch.manual_seed(0)
+        net = torch.nn.LSTM(8, 64, batch_first=True)
+        optimizer = torch.optim.Adam(net.parameters())
+        x = torch.randn(512, 30, 8)
+        for _ in range(5):
+            optimizer.zero_grad()
+            loss = net(x)[0].square().mean()
+            loss.backward()
+            optimizer.step()
+        out = sys.argv[sys.argv.index("--output") + 1]
+        with open(os.path.join(out, "metrics.json"), "w") as f:
+            json.dump({"loss": loss.item(), "threads": float(torch.get_num_threads()),
+                       "packages_known": float(warm)}, f)
+    """,
 }
 
 
@@ -70,3 +92,28 @@ def test_another_start_up_environment_gets_a_fresh_process(steps_dir: Path, monk
     assert compute.preloaded_steps({**os.environ}) is None
     result = compute.run_local("step_ok", ["--output", str(steps_dir)], str(steps_dir))  # as a fresh process
     assert result.metrics["cwd_is_here"] == 1.0
+
+
+def test_a_torch_step_forked_from_the_server_trains_as_a_fresh_process_would(
+    steps_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch is imported by the server (deployments/preload.py) but must not have started its
+    thread pools there: a fork that then trains on two threads finishes, with the same loss as a
+    fresh process; and MLflow's package map (filled by the server) comes with the fork."""
+    assert compute.preloaded_steps({**os.environ, "PYTHONUNBUFFERED": "1"}) is not None
+    forked = compute.run_local("step_torch", ["--output", str(steps_dir)], str(steps_dir), timeout=120).metrics
+    monkeypatch.setenv("SALESRISK_PRELOAD_STEPS", "false")
+    fresh = compute.run_local("step_torch", ["--output", str(steps_dir)], str(steps_dir), timeout=120).metrics
+    assert forked["threads"] == 2.0 and forked["loss"] == fresh["loss"]
+    assert forked["packages_known"] == 1.0 and fresh["packages_known"] == 0.0
+
+
+def test_flow_scripts_start_the_server_only_for_steps_that_run_here(
+    steps_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compute.start_preloaded_steps("azureml")
+    assert compute._steps is None
+    compute.start_preloaded_steps("local")
+    assert compute._steps is not None and compute._steps.alive
+    result = compute.run_local("step_ok", ["--output", str(steps_dir)], str(steps_dir))
+    assert result.metrics["pid"] != os.getpid()
