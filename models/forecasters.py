@@ -178,7 +178,7 @@ class NeuralProphetForecaster(Forecaster):
 
     def __init__(
         self,
-        epochs: int = 100,
+        epochs: int = 50,  # the trainer's default (models/revenue_forecast.py ForecastParams)
         learning_rate: float = 0.1,
         batch_size: int | None = None,
         n_changepoints: int = 10,
