@@ -178,7 +178,7 @@ class NeuralProphetForecaster(Forecaster):
 
     def __init__(
         self,
-        epochs: int = 50,  # the trainer's default (models/revenue_forecast.py ForecastParams)
+        epochs: int = 50,  # the revenue trainer's default (its ForecastParams.epochs)
         learning_rate: float = 0.1,
         batch_size: int | None = None,
         n_changepoints: int = 10,
