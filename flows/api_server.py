@@ -24,8 +24,9 @@ as it is", for this one server, until Prefect does it itself.
 
 Idle means no request in flight and no open connection (a flow's event stream is one) for the
 idle time. The next ``python flows/<file>.py`` within it finds this server through ``FILE`` (in
-PREFECT_HOME) and skips the seconds of starting one. With an idle time of 0 it runs until
-terminated (the run that started it stops it at exit).
+PREFECT_HOME) and skips the seconds of starting one. With an idle time of 0 it runs until the
+run that started it stops it at exit, or until that run's process is gone (killed, say), which it
+checks every second.
 """
 
 from __future__ import annotations
@@ -110,7 +111,17 @@ def immediate_sqlite_transactions() -> None:
     AioSqliteConfiguration.begin_transaction = begin_immediate  # type: ignore[method-assign]
 
 
-async def serve(port: int, idle_seconds: float, record: Path | None) -> None:
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
+
+
+async def serve(port: int, idle_seconds: float, record: Path | None, owner: int | None = None) -> None:
     import uvicorn
     from prefect.server.api.server import create_app
     from prefect.settings import get_current_settings
@@ -132,9 +143,20 @@ async def serve(port: int, idle_seconds: float, record: Path | None) -> None:
             if activity.idle_for() >= idle_seconds:
                 server.should_exit = True
 
+    async def exit_without_owner(pid: int) -> None:
+        while not server.should_exit:
+            await asyncio.sleep(1.0)
+            if not alive(pid):
+                server.should_exit = True
+
     # uvicorn shuts down on SIGTERM and then raises it again: exit through the finally below
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    watchdog = asyncio.create_task(exit_when_idle()) if idle_seconds > 0 else None
+    if idle_seconds > 0:
+        watchdog: asyncio.Task[None] | None = asyncio.create_task(exit_when_idle())
+    elif owner is not None:
+        watchdog = asyncio.create_task(exit_without_owner(owner))
+    else:
+        watchdog = None
     try:
         await server.serve()
     finally:
@@ -158,10 +180,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--record", type=Path, help="the file (in PREFECT_HOME) that names this server")
+    parser.add_argument("--owner", type=int, help="the process that started this server: with an idle time of 0, "
+                        "the server exits when it is gone")
     args = parser.parse_args(argv)
     from salesrisk.settings import get_settings
 
-    asyncio.run(serve(args.port, get_settings().local_api_idle_seconds, args.record))
+    asyncio.run(serve(args.port, get_settings().local_api_idle_seconds, args.record, args.owner))
 
 
 if __name__ == "__main__":

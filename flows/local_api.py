@@ -115,7 +115,8 @@ def start() -> None:
     found = running(home)
     if found is None:
         port = _free_port()
-        command = [sys.executable, "-m", "flows.api_server", "--port", str(port), "--record", str(home / RECORD)]
+        command = [sys.executable, "-m", "flows.api_server", "--port", str(port), "--record", str(home / RECORD),
+                   "--owner", str(os.getpid())]
         project = str(Path(__file__).resolve().parents[1])
         env = server_environment()
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [project, env.get("PYTHONPATH")]))

@@ -82,3 +82,29 @@ def test_the_next_run_uses_the_api_left_up_which_exits_once_idle(tmp_path: Path)
     finally:
         if Path(f"/proc/{pid}").exists():
             os.kill(pid, signal.SIGTERM)
+
+
+def test_an_api_that_stops_with_its_run_exits_when_the_run_is_killed(tmp_path: Path) -> None:
+    """With an idle time of 0 nothing else ends the API: a run killed before its exit handlers
+    (SIGKILL, or a test's timeout) must not leave it running."""
+    starter = subprocess.Popen(
+        [sys.executable, "-c", "from flows import local_api\nlocal_api.start()\nlocal_api.wait()\n"
+         "print('up', flush=True)\nimport time\ntime.sleep(600)\n"],
+        env={**script_env(tmp_path, idle_seconds=0), "PYTHONPATH": str(PROJECT)}, cwd=tmp_path,
+        stdout=subprocess.PIPE, text=True,
+    )
+    record = tmp_path / "prefect" / "local-api.json"
+    try:
+        assert starter.stdout is not None and starter.stdout.readline().strip() == "up"
+        pid = json.loads(record.read_text())["pid"]
+        starter.kill()
+        starter.wait()
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not Path(f"/proc/{pid}").exists(), "the API outlived the run that started it"
+        assert not record.exists()
+    finally:
+        starter.kill()
+        if record.exists():
+            os.kill(json.loads(record.read_text())["pid"], signal.SIGTERM)
