@@ -113,6 +113,10 @@ class PreloadedSteps:
                 waiting.put({"pid": 0, "exit": -int(signal.SIGKILL)})
 
     def close(self) -> None:
+        if self._server.poll() is None and not self._next:
+            # never used (a run whose steps were all cached): it may still be importing, and
+            # nothing of it is needed
+            self._server.terminate()
         if self._server.poll() is None:
             self._server.stdin.close()  # type: ignore[union-attr]
             try:

@@ -143,9 +143,10 @@ def main(
     """
     args = vars(build_parser(flow).parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from deployments.compute import start_preloaded_steps
+    if local_api.starting():  # a cold start: the steps' interpreter imports while the API starts
+        from deployments.compute import start_preloaded_steps
 
-    start_preloaded_steps(args.get("compute"))  # its imports overlap the wait for the API
+        start_preloaded_steps(args.get("compute"))
     local_api.wait()  # started by the script before its imports, if it was
     state = flow(**args, return_state=True)
     if inspect.isawaitable(state):

@@ -132,6 +132,12 @@ def start() -> None:
     atexit.register(stop)
 
 
+def starting() -> bool:
+    """Whether this run is starting its own API (not using one an earlier run left up): the
+    seconds it waits for it are free for other start-up work."""
+    return _server is not None
+
+
 def wait(timeout: float = 180.0) -> None:
     """Block until the API answers; raise with the server's own words if it died or never did."""
     if not _started:

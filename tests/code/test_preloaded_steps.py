@@ -117,3 +117,15 @@ def test_flow_scripts_start_the_server_only_for_steps_that_run_here(
     assert compute._steps is not None and compute._steps.alive
     result = compute.run_local("step_ok", ["--output", str(steps_dir)], str(steps_dir))
     assert result.metrics["pid"] != os.getpid()
+
+
+def test_a_server_no_step_used_is_ended_at_once(steps_dir: Path) -> None:
+    """A run whose steps were all cached never uses the server it started early: closing it must
+    not wait for its imports (seconds of an unchanged rerun)."""
+    import time
+
+    steps = compute.preloaded_steps({**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert steps is not None
+    started = time.monotonic()
+    steps.close()
+    assert not steps.alive and time.monotonic() - started < 2.0
