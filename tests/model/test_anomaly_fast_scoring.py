@@ -168,7 +168,7 @@ def test_every_tree_finds_the_leaf_its_own_apply_finds(options, monkeypatch):
     train[::11, 3] = np.nan  # the trees learn where NaN goes, both ways
     forest = IsolationForest(n_estimators=30, random_state=2, **options).fit(train)
     stacked = forest_scoring.stack_forest(forest)
-    monkeypatch.setattr(forest_scoring, "CHUNK_PAIRS", 30 * 64)  # 64 rows per chunk: 5 chunks below
+    monkeypatch.setattr(forest_scoring, "BLOCK_ROWS", 64)  # 5 blocks of rows below
     x = (rng.normal(size=(300, 4)) * 3).astype(np.float32)
     x[::6, 2] = np.nan
     x[::5, 3] = np.nan
