@@ -10,11 +10,12 @@ node's children at the next level are then ``2 * i`` and ``2 * i + 1`` within th
 needs no child table; the arrays are small (100 trees of depth 8: 25,500 nodes) and stay in cache.
 
 The walk is compiled with numba (a numpy walk over all (tree, row) pairs took 3/4 of a served
-1,000-row request). Its loop order is the fast one measured: for each block of rows, tree after
-tree, level after level, every row of the block steps down branch-free (``node = 2 * node + (value
-> threshold)``); the rows are independent chains the CPU overlaps, where a row-at-a-time walk with
-a branch per node mispredicts as often as numpy is slow. numba compiles a function on its first
-call (about half a second): :func:`stack_forest` makes that call, so it is paid at model load, never
+1,000-row request). Its loop order is the fast one measured: tree after tree, level after level,
+every row steps down branch-free (``node = 2 * node + (value > threshold)``); the rows are
+independent chains the CPU overlaps, where a row-at-a-time walk with a branch per node mispredicts
+and is as slow as numpy. Walking the rows in cache-sized blocks measured no faster, even at 100,000
+rows, and ``parallel=True`` was slower (see :func:`_compiled_walk`). numba compiles a function on its
+first call (about 0.6 s): :func:`stack_forest` makes that call, so it is paid at model load, never
 by a request, and nothing is cached on disk.
 
 The walk mirrors ``Tree.apply`` (a float32 feature against the float64 threshold, NaN following
@@ -34,7 +35,6 @@ from typing import Any, Callable
 import numpy as np
 
 MAX_LEAVES = 1 << 21  # trees x 2**depth; deeper forests (max_samples of many thousands) keep scikit-learn
-BLOCK_ROWS = 256  # rows walked through every tree together: their values (a few kB) stay in L1
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,6 @@ class StackedForest:
             self.leaf_depth,
             self.n_trees,
             self.depth,
-            BLOCK_ROWS,
             depths,
             leaves,
         )
@@ -105,49 +104,45 @@ class StackedForest:
 @functools.cache
 def _compiled_walk() -> Callable[..., None]:
     """The numba walk; numba is imported here, at the first forest built, not by every import of
-    ``models`` (importing it takes about 0.25 s)."""
+    ``models`` (importing it takes about 0.25 s).
+
+    One thread, the request's own (``nogil``: concurrent requests run side by side). ``parallel=True``
+    with ``prange`` over row blocks was measured on the 2-core machine while other work ran: with
+    numba's default OpenMP layer a 1-row call took 8 ms instead of 0.02 ms (a worker thread waits
+    for a busy core) and 1,000 rows 8 ms instead of 1.8 ms; with its workqueue layer 1 row took
+    0.05 ms and 1,000 rows 1.1-1.8 ms, no gain, and that layer aborts the process when two threads
+    enter it at once. It also doubled the compile time at load."""
     import numba
 
     @numba.njit(nogil=True, boundscheck=False)
-    def walk(values, feature, threshold, missing_right, sends_missing_right, leaf_depth, n_trees, depth, block, depths, leaves):
+    def walk(values, feature, threshold, missing_right, sends_missing_right, leaf_depth, n_trees, depth, depths, leaves):
         """Fill ``depths`` (each row's path length summed over the trees in their order) and, when
         ``leaves`` has rows, ``leaves[t, r]`` (the leaf row ``r`` reaches in tree ``t``)."""
         n_rows = values.shape[0]
         record = leaves.shape[0] > 0
-        node = np.empty(min(n_rows, block), dtype=np.intp)
-        for lo in range(0, n_rows, block):
-            hi = min(n_rows, lo + block)
-            # NaN can only go right where some node sends it there and the block holds one; the
-            # walk without that test is about a third faster
-            check_nan = False
-            if sends_missing_right:
-                for r in range(lo, hi):
-                    for c in range(values.shape[1]):
-                        if np.isnan(values[r, c]):
-                            check_nan = True
-            for r in range(lo, hi):
-                depths[r] = 0.0
-            for t in range(n_trees):
-                for r in range(lo, hi):
-                    node[r - lo] = t
-                start = 0  # where the current level begins
-                for level in range(depth):
-                    if check_nan:
-                        for r in range(lo, hi):
-                            i = start + node[r - lo]
-                            value = values[r, feature[i]]
-                            right = (value > threshold[i]) | (np.isnan(value) & missing_right[i])
-                            node[r - lo] = 2 * node[r - lo] + right
-                    else:
-                        for r in range(lo, hi):
-                            i = start + node[r - lo]
-                            node[r - lo] = 2 * node[r - lo] + (values[r, feature[i]] > threshold[i])
-                    start += n_trees << level
-                for r in range(lo, hi):
-                    depths[r] += leaf_depth[node[r - lo]]
-                if record:
-                    for r in range(lo, hi):
-                        leaves[t, r] = node[r - lo]
+        # NaN can only go right where some node sends it there and the rows hold one; the walk
+        # without that test is about a third faster
+        check_nan = sends_missing_right and np.isnan(values).any()
+        node = np.empty(n_rows, dtype=np.intp)
+        depths[:] = 0.0
+        for t in range(n_trees):
+            node[:] = t
+            start = 0  # where the current level begins
+            for level in range(depth):
+                if check_nan:
+                    for r in range(n_rows):
+                        i = start + node[r]
+                        value = values[r, feature[i]]
+                        node[r] = 2 * node[r] + ((value > threshold[i]) | (np.isnan(value) & missing_right[i]))
+                else:
+                    for r in range(n_rows):
+                        i = start + node[r]
+                        node[r] = 2 * node[r] + (values[r, feature[i]] > threshold[i])
+                start += n_trees << level
+            for r in range(n_rows):
+                depths[r] += leaf_depth[node[r]]
+            if record:
+                leaves[t] = node
 
     return walk
 
