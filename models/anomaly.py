@@ -287,7 +287,7 @@ def save(trained: TrainedAnomaly, model_dir: Path, example: pl.DataFrame) -> Non
             AnomalyModel(trained.spec),
             {"model": str(path)},
             input_example,
-            ["joblib"],
+            ["joblib", "numba"],  # numba compiles the stacked forest's walk (models/forest_scoring.py)
             output_example=score_frame(trained.pipeline, trained.spec, input_example),
             metadata={"model_id": MODEL_ID, "features": trained.spec.to_dict()},
         )

@@ -75,6 +75,36 @@ def test_missing_values_follow_the_trees_like_sklearn():
     check_same(forest, unseen)
 
 
+def test_large_requests_score_like_sklearn():
+    """Tens of thousands of rows in one call, with and without missing values."""
+    rng = np.random.default_rng(5)
+    train = rng.normal(size=(2000, 6))
+    train[::13, 2] = np.nan
+    forest = IsolationForest(n_estimators=50, max_features=0.7, random_state=1).fit(train)
+    many = rng.standard_t(3, size=(30_000, 6)) * 2
+    check_same(forest, many)
+    many[::17, 2] = np.nan
+    many[::29, 4] = np.nan
+    check_same(forest, many)
+
+
+def test_requests_never_compile_once_the_forest_is_built():
+    """numba compiles the walk for the argument types of its first call, made by ``stack_forest``:
+    inputs of any dtype, order or writability are brought to those types, so no request compiles."""
+    rng = np.random.default_rng(2)
+    forest = IsolationForest(n_estimators=20, random_state=0).fit(rng.normal(size=(200, 3)))
+    stacked = forest_scoring.stack_forest(forest)
+    compiled = forest_scoring._compiled_walk().signatures
+    x = rng.normal(size=(40, 3))
+    read_only = x.astype(np.float32)
+    read_only.flags.writeable = False
+    wide = np.hstack([x, x])
+    for rows in (x, np.asfortranarray(x), read_only, x.round().astype(np.int64), wide[:, ::2], x[:1], pd.DataFrame(x)):
+        np.testing.assert_allclose(stacked.score_samples(rows), forest.score_samples(np.asarray(rows)), rtol=0, atol=TOLERANCE)
+    stacked.leaves(x)
+    assert forest_scoring._compiled_walk().signatures == compiled
+
+
 def test_wrong_width_is_refused():
     forest = IsolationForest(n_estimators=5, random_state=0).fit(np.random.default_rng(0).normal(size=(50, 3)))
     with pytest.raises(ValueError, match="3"):
@@ -89,8 +119,8 @@ def test_other_shapes_fall_back_to_sklearn():
 
 
 @pytest.fixture(scope="module")
-def trained_model(make_anomalies, tmp_path_factory):
-    """The trainer's own model, through ``fit`` (threshold chosen on labels), saved and reloaded."""
+def trained_model_dir(make_anomalies, tmp_path_factory):
+    """The trainer's own model, through ``fit`` (threshold chosen on labels), saved."""
     frame = make_anomalies(400).with_columns(
         pl.Series("segment", np.where(np.arange(400) % 3 == 0, "a", "b")),
     )
@@ -99,7 +129,25 @@ def trained_model(make_anomalies, tmp_path_factory):
         training_data="memory", seed=42, param_contamination=0.1, param_n_estimators=50, tune_threshold=True
     )
     anomaly.fit(frame, ["x0", "x1", "x2", "x3", "segment"], args, out)
+    return frame, out
+
+
+@pytest.fixture(scope="module")
+def trained_model(trained_model_dir):
+    """The trainer's own model, reloaded."""
+    frame, out = trained_model_dir
     return frame, mlflow.pyfunc.load_model(str(out))
+
+
+def test_the_saved_model_requires_the_numba_it_was_tested_with(trained_model_dir):
+    """A server built from the model's own requirements (Azure ML, ``mlflow models serve``) can
+    compile the walk: numba is pinned there beside scikit-learn."""
+    from importlib.metadata import version
+
+    _, out = trained_model_dir
+    requirements = (out / "requirements.txt").read_text().split()
+    assert f"numba=={version('numba')}" in requirements
+    assert f"scikit-learn=={version('scikit-learn')}" in requirements
 
 
 def test_the_trainers_model_serves_sklearns_answer(trained_model):
@@ -160,15 +208,15 @@ def test_other_preprocessing_is_left_to_sklearn():
 
 
 @pytest.mark.parametrize("options", [{}, {"max_features": 0.5}, {"max_samples": 1.0}])
-def test_every_tree_finds_the_leaf_its_own_apply_finds(options, monkeypatch):
+def test_every_tree_finds_the_leaf_its_own_apply_finds(options):
     """The level walk over the complete layout reaches, in every tree, a leaf worth what the tree's
-    own ``apply`` gives: on shallow leaves (padded), missing values, and rows split into chunks."""
+    own ``apply`` gives: on shallow leaves (padded) and missing values, either way."""
     rng = np.random.default_rng(21)
     train = rng.normal(size=(300, 4))
     train[::11, 3] = np.nan  # the trees learn where NaN goes, both ways
     forest = IsolationForest(n_estimators=30, random_state=2, **options).fit(train)
     stacked = forest_scoring.stack_forest(forest)
-    monkeypatch.setattr(forest_scoring, "CHUNK_PAIRS", 30 * 64)  # 64 rows per chunk: 5 chunks below
+    assert stacked.sends_missing_right and not stacked.missing_right.all()
     x = (rng.normal(size=(300, 4)) * 3).astype(np.float32)
     x[::6, 2] = np.nan
     x[::5, 3] = np.nan
