@@ -56,7 +56,7 @@ def run_local(module: str, args: Sequence[str], output: str, *, timeout: float |
     """Run ``python -m module args`` and classify its exit: bad input, crash, or killed.
 
     The process is forked from a preloaded interpreter (deployments/preload.py) when it can be: the
-    same command, without importing MLflow, pandas, polars and scikit-learn again (about 5 s of CPU
+    same command, without importing MLflow, pandas, polars, scikit-learn and torch again (about 5 s of CPU
     for every trainer and preparation, a third of a cold retrain-all on 2 cores).
     """
     env = _step_environment()
