@@ -178,13 +178,14 @@ class NeuralProphetForecaster(Forecaster):
 
     def __init__(
         self,
-        epochs: int = 50,  # the revenue trainer's default (its ForecastParams.epochs)
-        learning_rate: float = 0.1,
-        batch_size: int | None = None,
-        n_changepoints: int = 10,
-        seasonality_mode: str | None = None,
-        seed: int = 42,
+        epochs: int,
+        learning_rate: float,
+        batch_size: int | None,
+        n_changepoints: int,
+        seasonality_mode: str | None,
+        seed: int,
     ) -> None:
+        """The trainer's parameters, defaults included, are its ``ForecastParams``: one place."""
         self.options = dict(
             epochs=epochs,
             learning_rate=learning_rate,
