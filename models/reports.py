@@ -469,11 +469,13 @@ def _revenue_forecast(
 
 def forecast_components(predictor: Any, window: pl.DataFrame) -> pd.DataFrame | None:
     """NeuralProphet's trend and seasonal components over ``window``, from the model inside the
-    saved pyfunc; ``None`` when it is not reachable."""
+    saved pyfunc; ``None`` when the served method has no NeuralProphet or it is not reachable."""
     import warnings
 
     try:
         model = predictor.unwrap_python_model()._model
+        if model is None:  # a statistical method serves: there are no components to draw
+            return None
         regressors = tuple(model.config_regressors.regressors or ())
         data = window.select("ds", "y", *regressors).to_pandas()
         np_log = logging.getLogger("NP")
