@@ -34,6 +34,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from models import tabular
+
 MAX_LEAVES = 1 << 21  # trees x 2**depth; deeper forests (max_samples of many thousands) keep scikit-learn
 
 
@@ -357,18 +359,9 @@ def takes_frame_as_is(scorer: Any, frame: Any, spec: Any) -> bool:
         return False
     if scorer.preprocess.categorical or spec.categorical or not hasattr(frame, "dtypes"):
         return False
-    dtypes = dict(zip(frame.columns, _dtypes(frame)))  # one lookup per column, no Series built
+    dtypes = dict(zip(frame.columns, tabular.column_dtypes(frame)))  # one lookup per column, no Series built
     if not all(name in dtypes for name in spec.columns):
         return False
     return all(
         isinstance(dtypes[name], np.dtype) and dtypes[name].kind in "fiu" for name in scorer.preprocess.numeric
     )
-
-
-def _dtypes(frame: Any) -> list:
-    """The column dtypes in order, from pandas' block manager when it has one (``frame.dtypes``
-    builds a Series, which costs more than this whole check)."""
-    try:
-        return list(frame._mgr.get_dtypes())
-    except AttributeError:  # another pandas layout
-        return list(frame.dtypes)

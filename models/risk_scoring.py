@@ -35,7 +35,7 @@ import pandas as pd
 import polars as pl
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
-from models import pyfunc_support, splits, tabular, trainer
+from models import explain, pyfunc_support, splits, tabular, trainer
 from salesrisk import catalog
 
 MODEL_ID = "risk_scoring"
@@ -160,12 +160,14 @@ def score_frame(model: Any, spec: tabular.FeatureSpec, target_range: tuple[float
 class RiskScoringModel(mlflow.pyfunc.PythonModel):
     """The served model; the CatBoost file is an artifact, the rest travels in the pickle.
 
-    Serving speed: with every feature numeric and arriving as float (the endpoint server's float
-    block), CatBoost predicts straight from the array on one thread (a ``Pool`` built from a pandas
-    frame cost more than the prediction, and CatBoost's default of every core was slower on this
-    shared 2-core machine); ``top_factors`` are CatBoost's exact SHAP values looked up in a per-leaf
-    table built once at load (``models.explain``) instead of rebuilt on every call. ``params={
-    "top_factors": False}`` returns ``risk_score`` alone.
+    Serving speed: with every feature numeric (the endpoint server's float block), a few rows are
+    scored from the model's split table (``models.oblivious_trees``, built and checked against
+    CatBoost at load: CatBoost's predict has a fixed cost of about 0.25 ms a call) and more rows by
+    CatBoost straight from the array on one thread (a ``Pool`` built from a pandas frame cost more
+    than the prediction, and CatBoost's default of every core was slower on this shared 2-core
+    machine); ``top_factors`` are CatBoost's exact SHAP values looked up in a per-leaf table built
+    once at load (``models.explain``) instead of rebuilt on every call. ``params={"top_factors":
+    False}`` returns ``risk_score`` alone.
     """
 
     def __init__(self, spec: tabular.FeatureSpec, target_range: tuple[float, float]) -> None:
@@ -173,19 +175,22 @@ class RiskScoringModel(mlflow.pyfunc.PythonModel):
         self.target_range = target_range
         self._model: Any = None
         self._explain: Any = None
+        self._trees: Any = None
 
     def load_context(self, context: Any) -> None:
         from catboost import CatBoostRegressor
 
-        from models import explain
-
         self._model = CatBoostRegressor()
         self._model.load_model(context.artifacts["model"])
-        self._explain = explain.explainer(self._model, list(self.spec.columns), self.spec.categorical_positions)
+        self._trees, self._explain = explain.fast_paths(self._model, list(self.spec.columns), self.spec.categorical_positions)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        x = self._features(model_input)
-        if isinstance(x, np.ndarray):
+        x = tabular.float_block(model_input, self.spec)
+        if x is None:
+            x = tabular.model_frame(model_input, self.spec)
+        if self._trees is not None and self._trees.takes(x):
+            raw = self._trees.raw(x)
+        elif isinstance(x, np.ndarray):
             raw = self._model.predict(x, thread_count=1)
         else:
             from catboost import Pool
@@ -193,28 +198,18 @@ class RiskScoringModel(mlflow.pyfunc.PythonModel):
             raw = self._model.predict(Pool(x, cat_features=self.spec.categorical_positions), thread_count=1)
         scores = np.clip(np.asarray(raw, dtype="float64"), *self.target_range)
         if not tabular.factors_requested(params):
-            return pd.DataFrame({"risk_score": scores})
+            return tabular.score_column("risk_score", scores)
         if self._explain is None:  # unpickled without load_context
-            from models import explain
-
-            self._explain = explain.explainer(self._model, list(self.spec.columns), self.spec.categorical_positions)
+            self._trees, self._explain = explain.fast_paths(self._model, list(self.spec.columns), self.spec.categorical_positions)
         factors = tabular.top_factors(self._explain(x), self.spec.columns, x)
         return pd.DataFrame({"risk_score": scores, "top_factors": factors})
 
-    def _features(self, frame: pd.DataFrame) -> pd.DataFrame | np.ndarray:
-        """A float block in model order when every feature is numeric and arrives as float64."""
-        columns = list(self.spec.columns)
-        if not self.spec.categorical and all(c in frame.columns for c in columns):
-            selected = frame[columns] if list(frame.columns) != columns else frame
-            if all(dtype == np.float64 for dtype in selected.dtypes):
-                return selected.to_numpy(dtype=np.float64)
-        return tabular.model_frame(frame, self.spec)
-
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_model": None, "_explain": None}
+        return {**self.__dict__, "_model": None, "_explain": None, "_trees": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update({"_explain": None, **state})
+        self.__dict__.update({"_explain": None, "_trees": None, **state})
+
 
 
 def save(trained: TrainedRisk, model_dir: Path, example: pl.DataFrame) -> None:

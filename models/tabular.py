@@ -7,6 +7,7 @@ sides, keeps the two from drifting apart.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,46 @@ def model_frame(frame: pd.DataFrame | pl.DataFrame, spec: FeatureSpec) -> pd.Dat
             except (TypeError, ValueError) as error:
                 raise ValueError(f"feature column {name!r}: expected numbers (or null), {error}") from None
     return pd.DataFrame(columns, index=range(len(frame)))
+
+
+def column_dtypes(frame: Any) -> list:
+    """A frame's column dtypes in order, from pandas' block manager when it has one:
+    ``frame.dtypes`` builds a Series, which costs more than a one-row prediction."""
+    try:
+        return list(frame._mgr.get_dtypes())
+    except AttributeError:  # another pandas layout
+        return list(frame.dtypes)
+
+
+def float_block(frame: Any, spec: FeatureSpec) -> np.ndarray | None:
+    """The features as one float64 array in model order, the values :func:`model_frame` would
+    give, or ``None`` when that takes :func:`model_frame` itself: categorical features, a feature
+    missing, or a feature column that is not plain numpy integers or floats.
+
+    The serving path's input: the endpoint server's frames are one float block already, so this
+    is a view or one copy, where :func:`model_frame` rebuilds every column (about 0.25 ms each)."""
+    if spec.categorical or not isinstance(frame, pd.DataFrame):
+        return None
+    columns = list(spec.columns)
+    if list(frame.columns) != columns:
+        if frame.columns.has_duplicates or not all(c in frame.columns for c in columns):
+            return None
+        frame = frame[columns]
+    if not all(isinstance(d, np.dtype) and d.kind in "fiu" for d in column_dtypes(frame)):
+        return None
+    return frame.to_numpy(dtype=np.float64)
+
+
+def score_column(name: str, values: np.ndarray) -> pd.DataFrame:
+    """A one-column answer frame; a third of the time of ``pd.DataFrame({name: values})``, which
+    builds a Series and an index first (a cost that shows on one-row requests)."""
+    return pd.DataFrame(np.asarray(values).reshape(-1, 1), columns=_column_index(name), copy=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _column_index(name: str) -> pd.Index:
+    """One immutable column index per answer name, shared by every answer frame."""
+    return pd.Index([name])
 
 
 def pandas_input(df: pl.DataFrame, predictor: Any = None) -> pd.DataFrame:
