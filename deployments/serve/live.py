@@ -171,10 +171,41 @@ def with_routers(endpoints: dict[str, Endpoint]) -> dict[str, Endpoint | Industr
     return routed
 
 
+# The trainers' package, packed into every model folder (models/pyfunc_support.code_paths) and
+# imported by each model's unpickling; this server imports it only through the models it loads.
+MODEL_CODE_PACKAGE = "models"
+
+
 def load_scorer(path: str) -> Scorer:
+    return Scorer(load_model(path), path)
+
+
+def load_model(path: str) -> Any:
+    """``mlflow.pyfunc.load_model`` running the model on the code packed with it.
+
+    MLflow puts a model's code folder first on ``sys.path``, but a package already imported is
+    reused: a server holding blue and green ran every version on the code of the first model it
+    loaded, so a model retrained after a code change behaved as the old code until a restart (and
+    after one, as whichever colour loaded first). The trainers' package is taken out of
+    ``sys.modules`` while the model loads, so the model imports its own copy (its classes and
+    functions keep it), and put back as it was afterwards, so the next load starts clean and a
+    process that imported the package itself (a test) keeps its own. The server's ``salesrisk``
+    stays shared.
+    """
+    import sys
+
     import mlflow.pyfunc
 
-    return Scorer(mlflow.pyfunc.load_model(path), path)
+    def ours() -> list[str]:
+        return [n for n in sys.modules if n == MODEL_CODE_PACKAGE or n.startswith(MODEL_CODE_PACKAGE + ".")]
+
+    before = {name: sys.modules.pop(name) for name in ours()}
+    try:
+        return mlflow.pyfunc.load_model(path)
+    finally:
+        for name in ours():
+            del sys.modules[name]
+        sys.modules.update(before)
 
 
 class LiveEndpoints:

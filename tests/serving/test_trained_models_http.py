@@ -207,3 +207,49 @@ def test_openapi_examples_score_and_docs_load_offline(trained):
         for asset in assets:
             response = httpx.get(f"{trained.url}/static-offline-docs/{asset}")
             assert response.status_code == 200 and len(response.content) > 100, asset
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_few_row_requests_are_scored_from_the_split_table_as_catboost_scores_them(trained, key):
+    """One and three rows take the model's split table (models/oblivious_trees.py) on the server;
+    the answers are CatBoost's own predictions of the saved model."""
+    model = mlflow.pyfunc.load_model(trained.paths[key]).unwrap_python_model()
+    trees = model._fast.trees if key == "win_probability" else model._trees
+    assert trees is not None  # the trainers' numeric models are covered
+    for rows in (1, 3):
+        frame = trained.held_out.iloc[7 : 7 + rows]
+        assert trees.takes(frame.to_numpy(dtype=np.float64))
+        if key == "win_probability":
+            expected = model._model.probability(frame)  # the fold classifiers and the calibrator themselves
+        else:
+            expected = np.clip(model._model.predict(frame), *model.target_range)
+        for params in ({"top_factors": False}, None):
+            response = post(trained, key, frame, params)
+            assert response.status_code == 200, response.text
+            np.testing.assert_allclose([r[OUTPUT[key]] for r in response.json()], expected, rtol=0, atol=1e-12)
+
+
+def test_each_loaded_version_runs_the_code_packed_with_it(trained, tmp_path, monkeypatch):
+    """Blue and green in one server: a version whose packed code differs runs its own code, not
+    the code of the version loaded first (MLflow alone reuses the package imported first)."""
+    import shutil
+    import sys
+
+    from deployments.serve.live import load_scorer
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # MLflow puts each model's code folder first
+
+    folders = {}
+    for name in ("blue", "green"):
+        folder = tmp_path / name
+        shutil.copytree(trained.paths["risk_scoring_global"], folder)
+        with open(folder / "code" / "models" / "risk_scoring.py", "a") as module:
+            module.write(f"\nPACKED_WITH = {name!r}\n")
+        folders[name] = folder
+    ours = sys.modules["models.risk_scoring"]
+    loaded = {name: load_scorer(str(folder)) for name, folder in folders.items()}
+    assert sys.modules["models.risk_scoring"] is ours  # this process's own import is left as it was
+    for name, scorer in loaded.items():
+        python_model = scorer.model.unwrap_python_model()
+        assert type(python_model).load_context.__globals__.get("PACKED_WITH") == name  # its own module
+        assert python_model._trees is not None
