@@ -92,6 +92,16 @@ def register(name: str, model, x: pd.DataFrame, *, with_output: bool = True) -> 
     return str(info.registered_model_version)
 
 
+def tree_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Five features and a target with interactions, a step and a low-cardinality column: trees
+    that split one feature on several levels (tests of the SHAP and split tables)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5))
+    x[:, 2] = rng.integers(0, 4, n)
+    y = 2 * x[:, 0] + np.sin(3 * x[:, 1]) + x[:, 0] * x[:, 2] + (x[:, 3] > 0.5)
+    return x, y + rng.normal(0, 0.1, n)
+
+
 def _win_probability(iterations: int, seed: int):
     from catboost import CatBoostClassifier
 

@@ -10,14 +10,7 @@ import pandas as pd
 import pytest
 
 from models import explain, oblivious_trees
-
-
-def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 5))
-    x[:, 2] = rng.integers(0, 4, n)
-    y = 2 * x[:, 0] + np.sin(3 * x[:, 1]) + x[:, 0] * x[:, 2] + (x[:, 3] > 0.5)
-    return x, y + rng.normal(0, 0.1, n)
+from tests.serving.conftest import tree_data as _data
 
 
 def _on_the_borders(model, n: int, seed: int) -> np.ndarray:
