@@ -28,6 +28,17 @@ for _name in list(os.environ):
 
 import pytest  # noqa: E402  (after the environment above is set)
 
+from tests.checkout_guard import CheckoutGuard, is_xdist_worker  # noqa: E402
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The run fails if any test of it wrote into the checkout's own state (tests/checkout_guard.py);
+    checked once, by the process that owns the session."""
+    if not is_xdist_worker(config):
+        config.pluginmanager.register(CheckoutGuard(PROJECT), "salesrisk-checkout-guard")
+
 # The longest files, longest first (from `make test`'s --durations). `make test`'s two xdist
 # workers take whole files in collection order (--no-loadscope-reorder: xdist would otherwise
 # order files by their number of tests): a long file started last keeps one worker busy while
