@@ -2,14 +2,16 @@
 
 The whole run is guarded by tests/checkout_guard.py (registered in tests/conftest.py): the state
 paths are recorded when the session starts and the run fails, naming the paths, if any test changed
-them. The tests here prove that guard detects writes, and that the conftest isolates a run on its
-own: a child pytest started with the environment a developer's shell would have (no test settings)
-trains a model logged to MLflow and deploys one to the local endpoints, and the checkout's state is
-unchanged after it.
+them. `make test` starts that session from the developer's own shell (the Makefile adds only
+variables the conftest overrides), so the guard checks every test with a developer's environment.
+The tests here prove the guard detects writes, and that the conftest isolates a session on its own
+whatever the shell holds: imported with the test settings removed, or with each one pointing into
+the checkout, it sends every store to a folder of its own outside the checkout.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -24,35 +26,54 @@ from tests.checkout_guard import STATE, CheckoutGuard, differences, snapshot
 pytest_plugins = ("pytester",)
 
 PROJECT = Path(__file__).resolve().parents[2]
-# Two cheap tests whose writes go, by default, into the checkout: an MLflow run and a lake read
-# from a trainer's CLI in its own process (MLflow store, mlartifacts), and a deploy to the local
-# endpoints (endpoint map in config/, keys in .salesrisk/). Every other test (flows on the Prefect
-# harness and on their own API, reports, rollbacks) is checked by the session guard of the run this
-# test is part of, which `make test` starts from the developer's own shell.
-REPRESENTATIVE = (
-    "tests/model/test_anomaly.py::test_cli_writes_runbook_metrics_logged_to_mlflow",
-    "tests/serving/test_deploy_offline.py::test_first_deploy_goes_blue_and_writes_the_endpoint_map",
-)
+# Where the product keeps its state unless told otherwise: each must point outside the checkout.
+STORES = ("SALESRISK_LAKE", "SALESRISK_HOME", "SALESRISK_ENDPOINT_MAP", "MLFLOW_TRACKING_URI", "PREFECT_HOME",
+          "MPLCONFIGDIR")
 
 
 def developer_environment() -> dict[str, str]:
-    """This process's environment without what tests/conftest.py set: the child's conftest must
-    isolate the run on its own, or its writes land in the checkout and this test sees them."""
+    """This process's environment without what tests/conftest.py set."""
     ours = ("SALESRISK_", "MLFLOW_", "PREFECT_", "PYTEST_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(ours) and k != "MPLCONFIGDIR"}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     return env
 
 
-def test_a_representative_test_run_leaves_the_checkouts_state_byte_identical() -> None:
-    before = snapshot(PROJECT)
+def pointing_into_the_checkout() -> dict[str, str]:
+    """A shell set up for `make run` in this checkout (and for a live Prefect API, Azure ML, Azure storage)."""
+    return {
+        "SALESRISK_LAKE": str(PROJECT / "lake"), "SALESRISK_HOME": str(PROJECT / ".salesrisk"),
+        "SALESRISK_ENDPOINT_MAP": str(PROJECT / "config" / "endpoints.yaml"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{PROJECT / 'mlflow.db'}", "PREFECT_HOME": str(PROJECT / ".prefect"),
+        "MPLCONFIGDIR": str(PROJECT / ".cache" / "matplotlib"), "PREFECT_API_URL": "http://127.0.0.1:4200/api",
+        "AZURE_ML_WORKSPACE": "ws", "SALESRISK_AZURE_STORAGE_CONNECTION_STRING": "AccountName=x",
+    }
+
+
+def conftest_environment(env: dict[str, str]) -> dict[str, str]:
+    """The environment tests/conftest.py leaves, imported by a fresh interpreter started with ``env``."""
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-p", "no:xdist", *REPRESENTATIVE],
-        cwd=PROJECT, env=developer_environment(), capture_output=True, text=True, timeout=1500,
+        [sys.executable, "-c", "import json, os, tests.conftest; print(json.dumps(dict(os.environ)))"],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120,
     )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert "2 passed" in done.stdout, done.stdout[-2000:]
-    assert not differences(before, snapshot(PROJECT))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("shell", ["without test settings", "set up for make run here"])
+def test_the_conftest_sends_every_store_outside_the_checkout_whatever_the_shell_holds(shell: str) -> None:
+    env = developer_environment()
+    if shell == "set up for make run here":
+        env.update(pointing_into_the_checkout())
+    isolated = conftest_environment(env)
+    root = Path(isolated["SALESRISK_TEST_ROOT"])
+    assert PROJECT not in root.parents and root != PROJECT
+    for name in STORES:
+        value = isolated[name].removeprefix("sqlite:///")
+        assert Path(value).is_relative_to(root), f"{name}={isolated[name]} is not under the session's {root}"
+    assert "PREFECT_API_URL" not in isolated  # the session's own API, not one the shell names
+    leaked = [k for k in isolated if k.startswith("AZURE_ML_") or k.endswith("CONNECTION_STRING")]
+    assert not leaked, leaked
 
 
 def test_the_snapshot_sees_every_kind_of_write(tmp_path: Path) -> None:
