@@ -28,24 +28,43 @@ for _name in list(os.environ):
 
 import pytest  # noqa: E402  (after the environment above is set)
 
-# The longest files, longest first (from `make test`'s --durations). `make test`'s two xdist
-# workers take whole files in collection order (--no-loadscope-reorder: xdist would otherwise
-# order files by their number of tests): a long file started last keeps one worker busy while
-# the other idles, so these go out first and the short files fill in behind them.
+from tests.checkout_guard import CheckoutGuard, is_xdist_worker  # noqa: E402
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The run fails if any test of it wrote into the checkout's own state (tests/checkout_guard.py);
+    checked once, by the process that owns the session."""
+    if not is_xdist_worker(config):
+        config.pluginmanager.register(CheckoutGuard(PROJECT), "salesrisk-checkout-guard")
+
+
+# The longest files, longest first (summed per file from a `--durations=0` run of the whole
+# suite). `make test`'s two xdist workers take whole files in collection order
+# (--no-loadscope-reorder: xdist would otherwise order files by their number of tests): a long
+# file started last keeps one worker busy while the other idles, so these go out first and the
+# short files fill in behind them.
 LONGEST_FIRST = (
     "tests/conformance/test_conformance.py",
-    "tests/flows/test_deployment_path.py",
-    "tests/flows/test_task_runs.py",
-    "tests/code/test_tree_untouched.py",
     "tests/azure/test_retrain_all_azure.py",
-    "tests/azure/test_industry_fanout_azure.py",
-    "tests/flows/test_orchestration.py",
-    "tests/reliability/test_faults.py",
     "tests/flows/test_sixth_model.py",
-    "tests/flows/test_registry_conventions.py",
-    "tests/industry/test_industry_family.py",
+    "tests/flows/test_deployment_path.py",
+    "tests/flows/test_local_api.py",
+    "tests/flows/test_task_runs.py",
+    "tests/reliability/test_faults.py",
+    "tests/flows/test_orchestration.py",
+    "tests/azure/test_industry_fanout_azure.py",
     "tests/flows/test_trainer_deploy.py",
+    "tests/serving/test_server_http.py",
+    "tests/reliability/test_bad_inputs_trainers.py",
     "tests/model/test_revenue_forecast.py",
+    "tests/reliability/test_bad_inputs_flows.py",
+    "tests/azure/test_executing_workspace.py",
+    "tests/code/test_tree_untouched.py",
+    "tests/flows/test_registry_conventions.py",
+    "tests/code/test_preloaded_steps.py",
+    "tests/industry/test_industry_family.py",
 )
 
 

@@ -66,7 +66,29 @@ def steps_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_a_step_runs_as_its_own_process_with_this_environment_and_folder(steps_dir: Path) -> None:
+@pytest.fixture(scope="module")
+def one_server():
+    """One preloaded step server for the tests that only run steps on it: starting one imports
+    torch and the trainers' libraries (seconds each time). Each step still forks with its test's
+    own environment and folder, which is what those tests check."""
+    from deployments.preload import PreloadedSteps
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("SALESRISK_PRELOAD_STEPS", raising=False)
+        server = PreloadedSteps({**os.environ, "PYTHONUNBUFFERED": "1"})
+    yield server
+    server.close()
+
+
+@pytest.fixture()
+def shared_steps(steps_dir: Path, one_server, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``steps_dir`` with the module's server as the one steps fork from (a new one if it died)."""
+    monkeypatch.setattr(compute, "_steps", one_server if one_server.alive else None)
+    return steps_dir
+
+
+def test_a_step_runs_as_its_own_process_with_this_environment_and_folder(shared_steps: Path) -> None:
+    steps_dir = shared_steps
     assert compute.preloaded_steps({**os.environ, "PYTHONUNBUFFERED": "1"}) is not None
     result = compute.run_local("step_ok", ["--output", str(steps_dir)], str(steps_dir))
     assert result.metrics["cwd_is_here"] == 1.0 and result.metrics["argv"] == 1.0
@@ -74,7 +96,9 @@ def test_a_step_runs_as_its_own_process_with_this_environment_and_folder(steps_d
     assert "trained" in result.log_tail
 
 
-def test_exits_are_classified_as_for_a_fresh_process(steps_dir: Path) -> None:
+def test_exits_are_classified_as_for_a_fresh_process(shared_steps: Path) -> None:
+    steps_dir = shared_steps
+    assert compute.preloaded_steps({**os.environ, "PYTHONUNBUFFERED": "1"}) is not None  # the steps fork
     with pytest.raises(StepInputError, match="column amount"):
         compute.run_local("step_bad_input", [], str(steps_dir))
     with pytest.raises(StepFailedError, match="broken trainer"):
@@ -85,7 +109,8 @@ def test_exits_are_classified_as_for_a_fresh_process(steps_dir: Path) -> None:
         compute.run_local("step_sleeps", [], str(steps_dir), timeout=1)
 
 
-def test_another_start_up_environment_gets_a_fresh_process(steps_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_another_start_up_environment_gets_a_fresh_process(shared_steps: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    steps_dir = shared_steps
     assert compute.preloaded_steps({**os.environ}) is not None
     assert compute.preloaded_steps({**os.environ, "PYTHONPATH": str(steps_dir / "hooks")}) is None
     monkeypatch.setenv("SALESRISK_PRELOAD_STEPS", "false")
@@ -95,11 +120,12 @@ def test_another_start_up_environment_gets_a_fresh_process(steps_dir: Path, monk
 
 
 def test_a_torch_step_forked_from_the_server_trains_as_a_fresh_process_would(
-    steps_dir: Path, monkeypatch: pytest.MonkeyPatch
+    shared_steps: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """torch is imported by the server (deployments/preload.py) but must not have started its
     thread pools there: a fork that then trains on two threads finishes, with the same loss as a
     fresh process; and MLflow's package map (filled by the server) comes with the fork."""
+    steps_dir = shared_steps
     assert compute.preloaded_steps({**os.environ, "PYTHONUNBUFFERED": "1"}) is not None
     forked = compute.run_local("step_torch", ["--output", str(steps_dir)], str(steps_dir), timeout=120).metrics
     monkeypatch.setenv("SALESRISK_PRELOAD_STEPS", "false")
@@ -131,11 +157,13 @@ def test_a_server_no_step_used_is_ended_at_once(steps_dir: Path) -> None:
     assert not steps.alive and time.monotonic() - started < 2.0
 
 
-def test_closing_after_the_steps_ended_does_not_wait_for_an_interpreter_teardown(steps_dir: Path) -> None:
+def test_closing_after_the_steps_ended_does_not_wait_for_an_interpreter_teardown(shared_steps: Path) -> None:
     """The caller waits for the server at exit: it leaves by ``os._exit`` once every step ended
-    (tearing down its imports took 1.8 s of every run)."""
+    (tearing down its imports took 1.8 s of every run). The module's server is closed here, after
+    the steps of the tests above ran on it (a test after this one would get a new server)."""
     import time
 
+    steps_dir = shared_steps
     steps = compute.preloaded_steps({**os.environ, "PYTHONUNBUFFERED": "1"})
     assert steps is not None
     compute.run_local("step_ok", ["--output", str(steps_dir)], str(steps_dir))

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.code.test_tree_untouched import snapshot
+from tests.checkout_guard import snapshot
 from tests.conformance.steps import FAST_PARAMS
 
 pytestmark = pytest.mark.slow
