@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from models.oblivious_trees import ObliviousTrees, model_json
+from models.oblivious_trees import ObliviousTrees, compile_trees, model_json
 
 MAX_DEPTH = 8  # the table holds 2**depth rows per tree; deeper trees go to CatBoost itself
 _CHUNK = 128  # trees built together (bounds the temporary arrays to a few tens of MB at depth 6)
@@ -33,10 +33,10 @@ class LeafShap:
     """Per-leaf SHAP table of a CatBoost model whose splits are all on numeric features."""
 
     def __init__(self, model: Any, n_features: int, structure: dict[str, Any] | None = None,
-                 trees: ObliviousTrees | None = None) -> None:
+                 split_table: ObliviousTrees | None = None) -> None:
         self.model = model
         self.n_features = n_features
-        self.trees = trees  # the model's splits as a table: leaf indexes of a few rows without CatBoost
+        self.trees = split_table  # leaf indexes of a few rows without CatBoost's per-call cost
         structure = structure if structure is not None else model_json(model)
         trees = structure["oblivious_trees"]
         scale = float(structure.get("scale_and_bias", [1.0, [0.0]])[0])
@@ -212,8 +212,6 @@ def fast_paths(model: Any, columns: list[str], categorical_positions: list[int])
     """What a served CatBoost model keeps from load: its split table for few-row predictions
     (``None`` when :func:`models.oblivious_trees.compile_trees` does not cover it) and its SHAP
     explainer, both from one JSON export of the model."""
-    from models.oblivious_trees import compile_trees
-
     try:
         structure = model_json(model)
     except Exception:  # e.g. categorical statistics CatBoost cannot export as JSON
