@@ -261,7 +261,9 @@ class FastProbability:
     def __init__(self, model: WinModel, explain: bool = False) -> None:
         self.model = model
         self.columns = list(model.spec.columns)
-        self.summed = _summed(model.classifiers)
+        # CatBoost sums the folds' trees but not their categorical statistics (measured on UCI bank
+        # marketing: log-odds 0.06 off the folds' mean), so a model with categories keeps its folds
+        self.summed = None if model.spec.categorical else _summed(model.classifiers)
         self._explain = None
         self.trees = None  # the summed model's split table, for few-row predictions (models.oblivious_trees)
         if explain and self.summed is not None:

@@ -54,3 +54,21 @@ def test_saved_model_answers_with_factors_by_default_and_without_when_asked(trai
     assert list(lean.columns) == ["win_probability"]
     np.testing.assert_allclose(lean["win_probability"], expected["win_probability"], rtol=0, atol=1e-12)
     assert set(loaded.metadata.metadata["numeric_inputs"]) == set(FEATURES)
+
+
+def test_a_model_with_categories_is_served_from_its_folds_as_the_trainer_scores():
+    """CatBoost's sum of fold models does not merge their categorical statistics: a model with
+    categories answers from its folds, equal to the trainer's probability and contributions."""
+    x = _features(600, 12)
+    rng = np.random.default_rng(12)
+    region = rng.choice(["north", "south", "east", "west"], len(x))
+    logit = 4 * x["probability"] - 2 + np.where(region == "north", 1.0, -0.5)
+    y = (rng.uniform(0, 1, len(x)) < 1 / (1 + np.exp(-logit))).astype(int)
+    frame = pl.from_pandas(x).with_columns(pl.Series("region", region), pl.Series(catalog.WIN_TARGET, y))
+    result = wp.train(frame, [*FEATURES, "region"], wp.WinParams(iterations=40, cv_folds=3))
+    fast = wp.FastProbability(result.model, explain=True)
+    rows = frame.select(*FEATURES, "region").to_pandas().head(50)
+
+    assert result.spec.categorical == ("region",) and fast.summed is None
+    np.testing.assert_allclose(fast.probability(fast.features(rows)), result.model.probability(rows), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fast.contributions(fast.features(rows)), result.model.contributions(rows), rtol=0, atol=1e-12)
