@@ -77,6 +77,13 @@ def two_runs(tmp_path: Path, small_lake_template: Path) -> Iterator[str]:
         first = local_api_pid(tmp_path)
         assert "started by an earlier run" in make_run(tmp_path)
         assert local_api_pid(tmp_path) == first  # the rerun used the API the first run left up
+        # The API records task runs from events a few seconds after a run ends (longer on a busy
+        # machine); stopping it before then loses them. Wait for both runs' records, as the API
+        # left idle for 300 s would have them, then stop it.
+        live = json.loads((tmp_path / ".prefect" / "local-api.json").read_text())["url"]
+        parents = post(live, "/flow_runs/filter", {"flows": {"name": {"any_": ["retrain-all"]}}})
+        for parent in parents:
+            poll(lambda: pipeline_states(live, parent["id"]), lambda s: complete(s, PIPELINE[:-1]))
     finally:
         if (tmp_path / ".prefect" / "local-api.json").exists():
             os.kill(local_api_pid(tmp_path), signal.SIGTERM)
