@@ -14,7 +14,10 @@ The walk is compiled with numba (a numpy walk over all (tree, row) pairs took 3/
 every row steps down branch-free (``node = 2 * node + (value > threshold)``); the rows are
 independent chains the CPU overlaps, where a row-at-a-time walk with a branch per node mispredicts
 and is as slow as numpy. Walking the rows in cache-sized blocks measured no faster, even at 100,000
-rows, and ``parallel=True`` was slower (see :func:`_compiled_walk`). numba compiles a function on its
+rows, and ``parallel=True`` was slower (see :func:`_compiled_walk`); a batch of ``SPLIT_ROWS`` or more
+is instead cut in two halves walked side by side by two threads (see :func:`_helper`), the walk
+holding no GIL. Float32 thresholds, 32-bit node indexes, a tree-major layout or feature-major
+values each measured within 10 % of this walk. numba compiles a function on its
 first call (about 0.6 s): :func:`stack_forest` makes that call, so it is paid at model load, never
 by a request, and nothing is cached on disk.
 
@@ -29,6 +32,8 @@ exceed ``MAX_LEAVES``) gets ``None`` from the builders, and callers keep scikit-
 from __future__ import annotations
 
 import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -37,6 +42,7 @@ import numpy as np
 from models import tabular
 
 MAX_LEAVES = 1 << 21  # trees x 2**depth; deeper forests (max_samples of many thousands) keep scikit-learn
+SPLIT_ROWS = 256  # from this many rows, score_samples walks half of them on a second core
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,15 @@ class StackedForest:
         """``IsolationForest.score_samples`` (lower is more abnormal) of a dense 2-D array."""
         values = self._values(x)
         depths = np.empty(len(values), dtype=np.float64)
-        self._walk(values, depths, np.empty((0, 0), dtype=np.intp))
+        no_leaves = np.empty((0, 0), dtype=np.intp)
+        helper = _helper() if len(values) >= SPLIT_ROWS else None
+        if helper is None:
+            self._walk(values, depths, no_leaves)
+        else:
+            half = len(values) // 2
+            second = helper.submit(self._walk, values[half:], depths[half:], no_leaves)
+            self._walk(values[:half], depths[:half], no_leaves)
+            second.result()
         scores = 2 ** (
             -np.divide(depths, self.denominator, out=np.ones_like(depths), where=self.denominator != 0)
         )
@@ -101,6 +115,24 @@ class StackedForest:
     def is_outlier(self, score_samples: np.ndarray) -> np.ndarray:
         """``predict(X) == -1`` from the scores already computed: ``decision_function < 0``."""
         return (score_samples - self.offset) < 0
+
+
+@functools.cache
+def _helper() -> ThreadPoolExecutor | None:
+    """One worker thread for the second half of a large batch, or ``None`` on a single core.
+
+    The walk releases the GIL, so the halves run side by side and a hand-off costs about 0.03 ms.
+    On the 2-core machine, 1,000 rows of the trainer's forest (100 trees of depth 8), the two ways
+    interleaved 60 times: median 1.69 ms against 1.94 ms in one thread, tenth percentile 0.88
+    against 1.54 ms (the second core is not always free). The served 1,000-row request, the two
+    ways alternated: p50 3.91-4.76 ms against 5.29-5.48 ms. One helper, not one per core:
+    concurrent requests already keep the other cores busy."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="forest-walk") if cores > 1 else None
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has the executor but not its thread: it makes its own
+    os.register_at_fork(after_in_child=_helper.cache_clear)
 
 
 @functools.cache

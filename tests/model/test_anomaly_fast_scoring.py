@@ -99,10 +99,30 @@ def test_requests_never_compile_once_the_forest_is_built():
     read_only = x.astype(np.float32)
     read_only.flags.writeable = False
     wide = np.hstack([x, x])
-    for rows in (x, np.asfortranarray(x), read_only, x.round().astype(np.int64), wide[:, ::2], x[:1], pd.DataFrame(x)):
+    batch = np.tile(x, (10, 1))  # walked in two halves, each a slice of the batch
+    assert len(batch) >= forest_scoring.SPLIT_ROWS
+    for rows in (x, np.asfortranarray(x), read_only, x.round().astype(np.int64), wide[:, ::2], x[:1], pd.DataFrame(x), batch):
         np.testing.assert_allclose(stacked.score_samples(rows), forest.score_samples(np.asarray(rows)), rtol=0, atol=TOLERANCE)
     stacked.leaves(x)
     assert forest_scoring._compiled_walk().signatures == compiled
+
+
+def test_a_batch_walked_in_two_halves_scores_as_one_walk(monkeypatch):
+    """From ``SPLIT_ROWS`` rows the second half is walked by the helper thread: the same floats,
+    each row in its place, for odd row counts and rows with missing values too."""
+    rng = np.random.default_rng(6)
+    train = rng.normal(size=(500, 4))
+    train[::11, 3] = np.nan
+    forest = IsolationForest(n_estimators=30, random_state=2).fit(train)
+    stacked = forest_scoring.stack_forest(forest)
+    rows = rng.normal(size=(301, 4)) * 2
+    rows[::4, 3] = np.nan
+    monkeypatch.setattr(forest_scoring, "SPLIT_ROWS", 10**9)
+    whole = stacked.score_samples(rows)
+    monkeypatch.setattr(forest_scoring, "SPLIT_ROWS", 2)
+    for n in (2, 3, 301):
+        np.testing.assert_array_equal(stacked.score_samples(rows[:n]), whole[:n])
+    np.testing.assert_array_equal(whole, forest.score_samples(rows))
 
 
 def test_wrong_width_is_refused():
