@@ -43,6 +43,7 @@ FRACTIONS = (0.8, 0.2)  # cross-fitting (train + calibrate), test
 CALIBRATION_METHODS = ("sigmoid", "isotonic")  # on a tie the first, simpler one wins
 CALIBRATION_FOLDS = 5  # for choosing the method on the out-of-fold log-odds
 ECE_BINS = 10
+PARALLEL_ROWS = 512  # from this many rows a served prediction uses two CatBoost threads (see FastProbability.log_odds)
 
 
 @dataclass(frozen=True)
@@ -285,9 +286,15 @@ class FastProbability:
     def log_odds(self, x: pd.DataFrame | np.ndarray) -> np.ndarray:
         if self.trees is not None and self.trees.takes(x):
             return self.trees.raw(x)
+        # CatBoost's second thread pays off on large batches only: 1,000 rows of the make-run model
+        # (1,011 summed trees), 80 calls interleaved, median 1.39 ms with two threads against 1.67 ms
+        # with one (p90 1.47 against 2.15); at 200 rows and below it measured the same or slower.
+        threads = 2 if len(x) >= PARALLEL_ROWS else 1
         if self.summed is None:
-            return np.mean([m.predict(x, prediction_type="RawFormulaVal", thread_count=1) for m in self.model.classifiers], axis=0)
-        return self.summed.predict(x, prediction_type="RawFormulaVal", thread_count=1)
+            return np.mean(
+                [m.predict(x, prediction_type="RawFormulaVal", thread_count=threads) for m in self.model.classifiers], axis=0
+            )
+        return self.summed.predict(x, prediction_type="RawFormulaVal", thread_count=threads)
 
     def probability(self, x: pd.DataFrame | np.ndarray) -> np.ndarray:
         log_odds = np.asarray(self.log_odds(x), dtype=np.float64)

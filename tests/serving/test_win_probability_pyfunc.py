@@ -32,6 +32,7 @@ def test_fast_probability_equals_the_trainers_for_either_calibration(trained, me
     fast = wp.FastProbability(model)
 
     assert fast.summed is not None and fast.calibrators is not None  # the fast paths were taken
+    assert len(x) >= wp.PARALLEL_ROWS  # predicted with two CatBoost threads
     np.testing.assert_allclose(fast.probability(fast.features(x)), model.probability(x), rtol=0, atol=1e-12)
     # integers and column order as JSON delivers them go the careful way and agree too
     shuffled = x[FEATURES[::-1]].astype({"stage_encoded": "int64"})
@@ -72,3 +73,6 @@ def test_a_model_with_categories_is_served_from_its_folds_as_the_trainer_scores(
     assert result.spec.categorical == ("region",) and fast.summed is None
     np.testing.assert_allclose(fast.probability(fast.features(rows)), result.model.probability(rows), rtol=0, atol=1e-12)
     np.testing.assert_allclose(fast.contributions(fast.features(rows)), result.model.contributions(rows), rtol=0, atol=1e-12)
+    every = frame.select(*FEATURES, "region").to_pandas()  # the folds predicted with two CatBoost threads
+    assert len(every) >= wp.PARALLEL_ROWS
+    np.testing.assert_allclose(fast.probability(fast.features(every)), result.model.probability(every), rtol=0, atol=1e-12)
