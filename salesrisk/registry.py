@@ -64,6 +64,38 @@ def initialise_store() -> bool:
     return True
 
 
+STORE_LOCK = "tracking-store"
+STORE_ID_TAG = "salesrisk.store_id"
+DEFAULT_EXPERIMENT_ID = "0"  # MLflow's "Default" experiment, made with every store
+
+
+def store_id() -> str:
+    """The tracking store's identity: its URI and an id written into the store the first time it
+    is asked for (a tag of MLflow's Default experiment), made under the store's lock.
+
+    Why: a training step's cached result names an MLflow run. A store deleted and made again at
+    the same URI (``rm mlflow.db``, keeping the Prefect cache) holds no such run, and a cached
+    result would send registration to a run that is not there; with this in the step's cache key a
+    new store trains again. A store where the tag cannot be read or written gives its URI alone.
+    """
+    import uuid
+
+    from salesrisk import locks
+
+    uri = configure()
+    try:
+        with locks.held(STORE_LOCK):
+            initialise_store()
+            tracking = MlflowClient()
+            found = tracking.get_experiment(DEFAULT_EXPERIMENT_ID).tags.get(STORE_ID_TAG)
+            if found is None:
+                found = uuid.uuid4().hex
+                tracking.set_experiment_tag(DEFAULT_EXPERIMENT_ID, STORE_ID_TAG, found)
+    except Exception:  # a remote store without a Default experiment, or one that refuses the tag
+        return uri
+    return f"{uri}#{found}"
+
+
 def artifacts_root(uri: str) -> Path | None:
     """Where a local store's artifacts go: ``mlartifacts/`` beside the SQLite file, wherever the
     process runs (a store in a temporary folder keeps its artifacts there too). None for other
@@ -105,6 +137,20 @@ def add_missing_version_tags(name: str, version: str, tags: dict[str, Any]) -> d
         if key not in current:
             c.set_model_version_tag(name, version, key, str(value))
     return {k: v for k, v in current.items() if k in tags}
+
+
+def registered_run(name: str, version: str) -> str | None:
+    """The run ``name`` ``version`` was registered from (``""`` when it names none), or ``None``
+    when the store holds no such version: an endpoint can serve a version of a store since deleted
+    or replaced (``rm mlflow.db``), whose number the new store gives to another model."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client().get_model_version(name, str(version)).run_id or ""
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
 
 
 def delete_version(name: str, version: str) -> None:

@@ -90,12 +90,12 @@ def score(model_id: str, model_uri: str, rows: pl.DataFrame) -> dict[str, float]
 
 
 def serving_version_of(trained: TrainedModel, endpoint_key: str) -> tuple[str, str | None] | None:
-    """The version now serving this model's endpoint, with the run that produced it."""
+    """The version now serving this model's endpoint, with the run that produced it (``None`` for
+    a version the tracking store does not hold)."""
     live = endpoints.current(endpoint_key)
     if live is None or live.model_name != trained.model_name:
         return None
-    run_id = registry.client().get_model_version(live.model_name, live.version).run_id
-    return live.version, run_id
+    return live.version, registry.registered_run(live.model_name, live.version)
 
 
 def judged(model_id: str, metrics: dict[str, float] | None) -> dict[str, float] | None:
@@ -126,10 +126,16 @@ def gate_candidate(trained: TrainedModel, endpoint_key: str, force: bool = False
             champion=trained.metrics,
             forced=False,
         )
-    elif serving is None:
+    elif serving is None or serving[1] is None:
         # No champion to compare with: the trainer's own held-out metrics are the candidate's
         # scores, and deploy smoke-tests the saved model before it takes traffic.
         decision = decide(trained.model_id, trained.metrics, None, force)
+        if serving is not None:  # the champion's registration went with a deleted or replaced store
+            decision.reason = (
+                f"{endpoint_key} serves {trained.model_name} v{serving[0]}, which the tracking store "
+                f"{registry.configure()} does not hold (a new or reset store): no champion to compare with\n"
+                f"{decision.reason}"
+            )
     else:
         rows, scored_on = fair_rows(trained, serving[0])
         if rows.height == 0:  # nothing to compare on: the candidate cannot show it is not worse

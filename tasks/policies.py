@@ -26,7 +26,7 @@ import models
 import salesrisk
 import tasks
 from deployments.compute import StepInputError, TransientComputeError
-from salesrisk import locks
+from salesrisk import locks, registry
 from salesrisk.storage import StorageError
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -83,6 +83,8 @@ def ml_code_fingerprint() -> str:
 
 
 ML_CODE = CacheKeyFnPolicy(cache_key_fn=lambda context, parameters: ml_code_fingerprint())
+# A trained model's cached result names an MLflow run: it holds only in the store that has the run.
+TRACKING_STORE = CacheKeyFnPolicy(cache_key_fn=lambda context, parameters: registry.store_id())
 
 LOCK_POLL_SECONDS = 0.2
 
@@ -178,6 +180,10 @@ async def _apoll(ready: Callable[[], bool], timeout: float | None) -> bool:
 # Inputs (URIs, fingerprints, parameters) + this task's source + the ML code it runs; one run at a
 # time per key, the others wait and reuse its result.
 CACHE_POLICY = (INPUTS + TASK_SOURCE + ML_CODE).configure(isolation_level="SERIALIZABLE", lock_manager=StepLocks())
+# ... and for a training step, the tracking store its run was logged to.
+TRAIN_CACHE_POLICY = (INPUTS + TASK_SOURCE + ML_CODE + TRACKING_STORE).configure(
+    isolation_level="SERIALIZABLE", lock_manager=StepLocks()
+)
 
 RETRY_OPTIONS: dict[str, Any] = {
     "retries": RETRIES,

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from salesrisk import locks, registry
 from tasks.policies import RETRY_OPTIONS
 
-STORE_LOCK = "tracking-store"
+STORE_LOCK = registry.STORE_LOCK
 
 
 def ensure_store() -> bool:

@@ -14,7 +14,7 @@ from deployments.compute import run_local, staged_output
 from models import specs
 from salesrisk import storage
 from tasks.compute import check_compute, runs_root, step_key
-from tasks.policies import CACHE_POLICY, RETRY_OPTIONS
+from tasks.policies import RETRY_OPTIONS, TRAIN_CACHE_POLICY
 from tasks.refs import DataRef, TrainedModel
 from tasks.tracking import ensure_store
 
@@ -66,7 +66,7 @@ def train_model(
 @task(
     name="train",
     task_run_name="train {model_name}",
-    cache_policy=CACHE_POLICY,
+    cache_policy=TRAIN_CACHE_POLICY,
     persist_result=True,
     **RETRY_OPTIONS,
 )

@@ -12,6 +12,7 @@ it was, so a later rollback still finds the previous version there.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import tempfile
@@ -243,26 +244,45 @@ class LocalBackend:
         log.warning("%s; it will pick the change up when it catches up", message)
 
 
+SOURCE_FILE = ".registered-from"  # in each copied model folder: the registry version's run and source
+
+
 def fetch_model(model_name: str, version: str, settings: Settings | None = None) -> Path:
-    """Copy registered ``model_name`` ``version`` out of the registry once; return the local folder."""
+    """Copy registered ``model_name`` ``version`` out of the registry once; return the local folder.
+
+    A copy is reused only when it came from the same registration (its run and source, written
+    beside it): a store deleted or replaced at the same URI numbers its versions from 1 again, and
+    the copy of the old v1, possibly still live on the other colour, must neither be served as the
+    new v1 nor overwritten. The new registration then gets a folder of its own, named with its run.
+    """
     import mlflow
 
     from salesrisk import registry
 
-    target = st.endpoints_dir(settings) / "models" / model_name / str(version)
-    if (target / "MLmodel").exists():
-        return target
     registry.configure()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
+    try:
+        registered = registry.client().get_model_version(model_name, str(version))
+    except Exception as error:
+        raise DeployError(f"cannot find {registry.model_uri(model_name, version)} in the registry: {error}") from error
+    source = f"{registered.run_id or ''} {registered.source or ''}"
+    folder = st.endpoints_dir(settings) / "models" / model_name
+    plain = folder / str(version)
+    own = folder / f"{version}-{hashlib.blake2b(source.encode(), digest_size=4).hexdigest()}"
+    for target in (plain, own):
+        if (target / "MLmodel").exists() and _source_of(target) == source:
+            return target
+    target = own if plain.exists() else plain
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=folder))
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=registry.model_uri(model_name, version), dst_path=str(staging)))
         if not (local / "MLmodel").exists():
             raise DeployError(f"{registry.model_uri(model_name, version)} is not an MLflow model (no MLmodel file)")
+        (local / SOURCE_FILE).write_text(source)
         try:
             local.rename(target)
         except OSError:
-            if not (target / "MLmodel").exists():  # another deploy raced us and won: use its copy
+            if _source_of(target) != source:  # another deploy of the same version raced us and won: use its copy
                 raise
     except DeployError:
         raise
@@ -271,6 +291,13 @@ def fetch_model(model_name: str, version: str, settings: Settings | None = None)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _source_of(model_dir: Path) -> str | None:
+    try:
+        return (model_dir / SOURCE_FILE).read_text()
+    except OSError:
+        return None
 
 
 def input_example(model_dir: Path) -> pandas.DataFrame:

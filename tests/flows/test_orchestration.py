@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import mlflow
 import polars as pl
 import pytest
 
@@ -52,6 +53,60 @@ def test_unchanged_rerun_hits_cache_and_new_data_retrains(small_lake: Path) -> N
     assert third.is_completed(), third.message
     assert states(third)["prepare"] == ["Completed"]
     assert states(third)["train"] == ["Completed"]
+
+
+def test_a_new_tracking_store_trains_again(small_lake: Path) -> None:
+    """A cached training names its MLflow run. With the store deleted and made again at the same
+    URI (``rm mlflow.db``) the step trains again, so registration finds its run, instead of
+    failing with "Run ... not found"; preparing, which names no run, stays cached."""
+    import shutil
+
+    from salesrisk.settings import get_settings
+
+    first = run(anomaly_detection)
+    assert first.is_completed(), first.message
+    old_copy = served_folder("anomaly")
+    uri = get_settings().mlflow_tracking_uri
+    Path(uri.removeprefix("sqlite:///")).unlink()
+    shutil.rmtree(registry.artifacts_root(uri), ignore_errors=True)
+    # The flows run in this process, whose MLflow keeps its stores (and the deleted file, open)
+    # cached; a flow script's next run is a new process, which dropping those caches stands for.
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+    from mlflow.tracking._model_registry.registry import ModelRegistryStoreRegistry
+    from mlflow.tracking._tracking_service.registry import TrackingStoreRegistry
+
+    for store in (TrackingStore, RegistryStore):
+        for engine in store._engine_map.values():
+            engine.dispose()
+        store._engine_map.clear()
+    for stores in (TrackingStoreRegistry, ModelRegistryStoreRegistry):
+        stores._get_store_with_resolved_uri.cache_clear()
+
+    second = run(anomaly_detection)
+    assert second.is_completed(), second.message
+    assert states(second)["prepare"] == ["Cached"]
+    assert states(second)["train"] == ["Completed"]
+    assert registry.client().get_registered_model(ANOMALY).latest_versions  # registered in the new store
+    # The new store's v1 is served from a copy of its own; the old v1's copy stays as it was.
+    assert endpoints.current("anomaly").version == "1"
+    assert "does not hold" in registry.version_tag(ANOMALY, "1", "gate_reason")  # the gate says why it had no champion
+    new_copy = served_folder("anomaly")
+    assert new_copy != old_copy and (old_copy / "MLmodel").exists()
+    fresh = Path(mlflow.artifacts.download_artifacts(artifact_uri=registry.model_uri(ANOMALY, "1"), dst_path=str(small_lake.parent / "check")))
+    assert mlflow.models.Model.load(str(new_copy)).model_uuid == mlflow.models.Model.load(str(fresh)).model_uuid
+    assert mlflow.models.Model.load(str(old_copy)).model_uuid != mlflow.models.Model.load(str(fresh)).model_uuid
+
+    third = run(anomaly_detection)
+    assert states(third)["train"] == ["Cached"]  # the new store keeps its id: unchanged reruns stay cached
+
+
+def served_folder(key: str) -> Path:
+    """The model folder the live colour of ``key`` serves, from the local endpoint state."""
+    from deployments.local import state as st
+
+    endpoint = st.load().endpoint(key)
+    return Path(endpoint.deployments[endpoint.live_colour()].path)
 
 
 def test_transient_fault_is_retried(small_lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
