@@ -132,9 +132,8 @@ def gate_candidate(trained: TrainedModel, endpoint_key: str, force: bool = False
         decision = decide(trained.model_id, trained.metrics, None, force)
         if serving is not None:  # the champion's registration went with a deleted or replaced store
             decision.reason = (
-                f"{endpoint_key} serves {trained.model_name} v{serving[0]}, which the tracking store "
-                f"{registry.configure()} does not hold (a new or reset store): no champion to compare with\n"
-                f"{decision.reason}"
+                f"no champion in this tracking store: {endpoint_key} serves {trained.model_name} v{serving[0]}, "
+                f"which {registry.configure()} does not hold (a new or reset store)\n{decision.reason}"
             )
     else:
         rows, scored_on = fair_rows(trained, serving[0])
