@@ -1,8 +1,11 @@
 """Every scored batch, written to the lake's ``ml_inference_logs`` table for the monitoring flows.
 
-The request path only appends a reference to a list; a background thread turns what piled up into
-Parquet every ``flush_rows`` scored rows or ``flush_seconds`` seconds, and once more at shutdown.
-Encoding happens there, column-wise in polars, so logging costs a request almost nothing.
+The request path only appends a reference to a list; a background thread hands what piled up to a
+writer process every ``flush_rows`` scored rows or ``flush_seconds`` seconds, and once more at
+shutdown. The writer process encodes and writes the Parquet at the lowest CPU priority, so logging costs a request almost nothing: encoding inputs as JSON takes about 0.6-1 ms of CPU per
+1,000 logged rows, and in the server's own process (its threads, polars' thread pool) that work
+competed with the requests for the cores. Served 1,000-row anomaly requests, alternated against a
+server that never flushed: p50 3.9-4.3 ms with in-process writing against 3.0-3.9 ms without any.
 
 Layout: ``<lake>/ml_inference_logs/endpoint=<key>/date=<YYYY-MM-DD>/part-<time>-<id>.parquet``,
 one row per scored batch (request) with columns ``request_id``, ``logged_at`` (UTC),
@@ -19,9 +22,15 @@ sent them. To get one row per scored row::
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
 import threading
 import uuid
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -32,6 +41,7 @@ import polars as pl
 from salesrisk import catalog, storage
 
 log = logging.getLogger("salesrisk.inference_log")
+
 
 @dataclass
 class ScoredBatch:
@@ -63,7 +73,8 @@ class InferenceLog:
 
     Submitting appends to a list under an uncontended lock and wakes the writer only when
     ``flush_rows`` have piled up: a queue that woke the writer for every request would hand it the
-    GIL once per request and show up in the request latency.
+    GIL once per request and show up in the request latency. The writer thread only passes each
+    flush to the writer process (pickling 20 batches of 1,000 x 9 floats: about 0.9 ms) and waits.
     """
 
     def __init__(
@@ -86,6 +97,7 @@ class InferenceLog:
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._process: ProcessPoolExecutor | None = None
 
     def submit(self, batch: ScoredBatch) -> None:
         with self._lock:
@@ -111,6 +123,9 @@ class InferenceLog:
         if self._thread.is_alive():
             log.error("inference log writer did not finish within %.0f s; some rows may be lost", timeout)
         self._thread = None
+        if self._process is not None:
+            self._process.shutdown(wait=True, cancel_futures=True)
+            self._process = None
 
     def _run(self) -> None:
         retry: list[ScoredBatch] = []
@@ -120,7 +135,7 @@ class InferenceLog:
             stopping = self._stopping
             with self._lock:
                 batches, self._pending, self._pending_rows = self._pending, [], 0
-            retry = self._flush(retry + batches)
+            retry = self._flush(self._bounded(retry + batches))
             if stopping:
                 break
         if retry:
@@ -128,22 +143,86 @@ class InferenceLog:
             self.dropped_rows += rows
             log.error("inference log: %d rows could not be written at shutdown", rows)
 
+    def _bounded(self, batches: list[ScoredBatch]) -> list[ScoredBatch]:
+        """At most ``max_pending_rows`` of ``batches``, the newest: what a lake that keeps failing,
+        or a machine too busy to give the writer process any idle time, leaves behind."""
+        rows = sum(len(b.inputs) for b in batches)
+        dropped = 0
+        while rows > self.max_pending_rows and batches:
+            rows -= len(batches[0].inputs)
+            dropped += len(batches.pop(0).inputs)
+        if dropped:
+            self.dropped_rows += dropped
+            log.error("inference log: dropped the oldest %d rows; %d rows waited to be written", dropped, rows + dropped)
+        return batches
+
     def _flush(self, batches: list[ScoredBatch]) -> list[ScoredBatch]:
-        """Write ``batches``; on failure return them for the next attempt (bounded)."""
+        """Write ``batches``; on failure return them for the next attempt."""
         if not batches:
             return []
         rows = sum(len(b.inputs) for b in batches)
         try:
-            write(self.lake, batches)
+            self._write(batches)
         except Exception:  # the lake may be briefly unavailable: keep the rows and retry
             log.exception("inference log: writing %d rows to %s failed; will retry", rows, table_uri(self.lake))
-            while rows > self.max_pending_rows and batches:
-                dropped = batches.pop(0)
-                rows -= len(dropped.inputs)
-                self.dropped_rows += len(dropped.inputs)
             return batches
         self.written_rows += rows
         return []
+
+    def _write(self, batches: list[ScoredBatch]) -> None:
+        """:func:`write` in the writer process; one that died (killed, out of memory) is replaced
+        and given the batches again at once."""
+        try:
+            self._writer().submit(write, self.lake, batches).result()
+        except BrokenProcessPool:
+            log.warning("inference log: the writer process died; starting another")
+            self._process = None
+            self._writer().submit(write, self.lake, batches).result()
+
+    def _writer(self) -> ProcessPoolExecutor:
+        """The writer process, started on first use. Spawned, not forked: a fork of the serving
+        process would copy its threads' locks mid-use; a spawned process also reads the
+        environment (storage settings) as it is when the log starts writing."""
+        if self._process is None:
+            self._process = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_writer
+            )
+        return self._process
+
+
+def _start_writer() -> None:
+    """The writer process's first step: lowest priority; deaf to Ctrl+C, which reaches the whole
+    process group while the server, flushing last after the signal, decides when logging stops;
+    gone with its server."""
+    _lower_priority()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), name="parent-watch", daemon=True).start()
+
+
+def _exit_with(parent_sentinel: int) -> None:
+    """Exit when the server process is gone, even killed: the pool's queue keeps both ends of its
+    pipe open in this process, so a dead server alone would leave it waiting forever."""
+    multiprocessing.connection.wait([parent_sentinel])
+    os._exit(0)
+
+
+def _lower_priority() -> None:
+    """Before polars starts its thread pool (whose threads inherit the policy): on Linux
+    ``SCHED_IDLE``, so encoding runs on the cores' idle time and yields at once to a request;
+    elsewhere the lowest niceness.
+
+    Niceness 10 was not enough: served 1,000-row anomaly requests, alternated with a server that
+    never flushed and one writing in-process, p90 6.1-6.8 ms niced, 4.6-5.0 ms idle-scheduled,
+    4.3-4.8 ms never flushing, 6.0-7.9 ms in-process."""
+    try:
+        if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        else:
+            os.nice(19)
+    except OSError:  # not allowed here: write at normal priority
+        pass
 
 
 def write(lake: str, batches: list[ScoredBatch]) -> list[str]:

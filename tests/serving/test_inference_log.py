@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import polars as pl
@@ -108,3 +114,80 @@ def test_identifiers_come_first_and_every_layout_keeps_its_values(tmp_path):
     first, second = logged["req-mixed"]
     assert first["tenant_id"] == "t1" and first["opportunityId"] == "x" and first["risk_score"] == 0.5
     assert first["snapshotDate"].startswith("2025-01-31") and second["opportunityId"] is None and second["risk_score"] is None
+
+
+def _wait(done, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_the_writer_is_a_separate_idle_scheduled_process_and_a_killed_one_is_replaced(tmp_path):
+    """Encoding runs outside the serving process at the lowest priority; if that process dies the
+    rows it was given are written by a new one at once, not lost."""
+    lake = str(tmp_path / "lake")
+    log = InferenceLog(lake, flush_rows=3, flush_seconds=3600)
+    before = set(multiprocessing.active_children())
+    log.start()
+    try:
+        log.submit(_batch(1))
+        _wait(lambda: log.written_rows == 3)
+        (writer,) = set(multiprocessing.active_children()) - before
+        assert writer.pid != os.getpid()
+        if hasattr(os, "SCHED_IDLE"):
+            assert os.sched_getscheduler(writer.pid) == os.SCHED_IDLE
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.join(10)
+        log.submit(_batch(2))
+        _wait(lambda: log.written_rows == 6)
+        assert log.written_rows == 6
+    finally:
+        log.close()
+    assert log.dropped_rows == 0
+    assert sorted(storage.read_parquet(table_uri(lake))["request_id"]) == ["req-1", "req-2"]
+
+
+def test_a_backlog_beyond_the_bound_drops_the_oldest_rows_and_counts_them(tmp_path):
+    blocked = tmp_path / "lake"
+    blocked.write_text("a file where the lake folder should be")
+    log = InferenceLog(str(blocked), flush_rows=10_000, flush_seconds=0.05, max_pending_rows=4)
+    log.start()
+    for i in range(3):
+        log.submit(_batch(i))
+    _wait(lambda: log.dropped_rows >= 6)  # failed attempts keep at most the newest 4 rows: one batch
+    blocked.unlink()  # the lake comes back
+    log.close()
+    assert log.written_rows == 3 and log.dropped_rows == 6
+    assert storage.read_parquet(table_uri(str(blocked)))["request_id"].to_list() == ["req-2"]
+
+
+def test_the_writer_process_exits_when_its_server_is_killed(tmp_path):
+    """A server killed outright (OOM killer, SIGKILL) leaves no writer process behind."""
+    script = f"""
+import multiprocessing, os, sys, time
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from tests.serving.test_inference_log import _batch, _wait
+from deployments.inference_log import InferenceLog
+log = InferenceLog({str(tmp_path / 'lake')!r}, flush_rows=3, flush_seconds=3600)
+log.start()
+log.submit(_batch(1))
+_wait(lambda: log.written_rows == 3)
+print(multiprocessing.active_children()[0].pid, flush=True)
+time.sleep(600)
+"""
+    server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        writer = int(server.stdout.readline())
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait(10)
+        _wait(lambda: not Path(f"/proc/{writer}").exists() or "zombie" in _state(writer), 20)
+        assert not Path(f"/proc/{writer}").exists() or "zombie" in _state(writer)
+    finally:
+        server.kill()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "gone"
