@@ -2,10 +2,10 @@
 
 The request path only appends a reference to a list; a background thread hands what piled up to a
 writer process every ``flush_rows`` scored rows or ``flush_seconds`` seconds, and once more at
-shutdown. The writer process encodes and writes the Parquet at the lowest CPU priority, so logging costs a request almost nothing: encoding inputs as JSON takes about 0.6-1 ms of CPU per
-1,000 logged rows, and in the server's own process (its threads, polars' thread pool) that work
-competed with the requests for the cores. Served 1,000-row anomaly requests, alternated against a
-server that never flushed: p50 3.9-4.3 ms with in-process writing against 3.0-3.9 ms without any.
+shutdown. The writer process encodes and writes the Parquet at the lowest CPU priority, so logging
+costs a request almost nothing: encoding inputs as JSON takes about 0.6-1 ms of CPU per 1,000
+logged rows, and in the server's own process (its threads, polars' thread pool) that work competed
+with the requests for the cores (see :func:`_lower_priority` for the figures).
 
 Layout: ``<lake>/ml_inference_logs/endpoint=<key>/date=<YYYY-MM-DD>/part-<time>-<id>.parquet``,
 one row per scored batch (request) with columns ``request_id``, ``logged_at`` (UTC),
@@ -120,11 +120,12 @@ class InferenceLog:
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout)
-        if self._thread.is_alive():
+        finished = not self._thread.is_alive()
+        if not finished:
             log.error("inference log writer did not finish within %.0f s; some rows may be lost", timeout)
         self._thread = None
-        if self._process is not None:
-            self._process.shutdown(wait=True, cancel_futures=True)
+        if self._process is not None:  # a writer still busy past the timeout is not waited for either
+            self._process.shutdown(wait=finished, cancel_futures=True)
             self._process = None
 
     def _run(self) -> None:
