@@ -8,6 +8,7 @@ rollback never fails a request in flight, and moving traffic between loaded colo
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import threading
@@ -208,6 +209,22 @@ def load_model(path: str) -> Any:
         sys.modules.update(before)
 
 
+def settle_heap() -> None:
+    """Collect the models just replaced, then exempt everything now loaded from the garbage
+    collector's full passes (``gc.freeze``).
+
+    Why: the loaded models, MLflow, pandas and torch are about half a million tracked objects. Left
+    in the oldest generation, each full collection walks them all: 270 ms on 2 cores, triggered
+    every 40-60 requests of 1,000 rows with ``top_factors`` (the p99 of those requests). Frozen,
+    a full pass walks only what requests left behind. Unfreezing first lets the collection free
+    the replaced models' reference cycles, so a redeploy does not leak them. The price is one such
+    walk, on the watcher thread, each time the set of loaded models changes.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class LiveEndpoints:
     """The endpoints as last read from the state file; :attr:`endpoints` is swapped, never mutated."""
 
@@ -242,9 +259,12 @@ class LiveEndpoints:
         scorers: dict[str, Scorer] = {}
         endpoints = with_routers({key: self._build(key, ep, scorers) for key, ep in state.endpoints.items()})
         self.endpoints = endpoints  # the swap: one reference assignment
+        models_changed = scorers.keys() != self._scorers.keys()
         self._scorers = scorers
         self._signature = signature
         self.revision = state.revision
+        if models_changed:  # a traffic move between loaded colours leaves the heap as it was
+            settle_heap()
         log.info("serving state revision %d", state.revision)
         return True
 
