@@ -35,6 +35,10 @@ class DeployResult:
     colour: str
     scoring_url: str
     previous_version: str | None
+    # The registry run and source the served copy was made from, where the backend serves a copy
+    # (local); ``None`` where it serves the registry's own version (Azure ML). Version numbers
+    # restart at 1 when a store is replaced, so the number alone does not say which model it is.
+    registration: str | None = None
 
 
 class Backend(Protocol):

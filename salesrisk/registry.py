@@ -286,6 +286,17 @@ def promote(
     return entry
 
 
+def registration_of(model_version: Any) -> str:
+    """Which logged model a registry version is (its run and artifact source). Unlike the version
+    number, this does not repeat when a store is deleted or replaced at the same URI."""
+    return f"{model_version.run_id or ''} {model_version.source or ''}"
+
+
+def registration(name: str, version: str) -> str:
+    """:func:`registration_of` registered ``name`` ``version``."""
+    return registration_of(client().get_model_version(name, str(version)))
+
+
 def version_tag(name: str, version: str, key: str) -> str | None:
     return (client().get_model_version(name, version).tags or {}).get(key)
 

@@ -139,10 +139,20 @@ def record_serving(result: endpoints.DeployResult, action: str, reason: str | No
     """Move ``champion`` to what the endpoint now serves and append the change to the ledger.
 
     Called after traffic moved, so it never raises: the endpoint already serves the version, and
-    failing here would undo a registration that is live. A failure is logged as an error instead.
+    failing here would undo a registration that is live. A failure is logged as an error instead,
+    as is a served copy that came from a replaced store (its version number now names another model).
     """
     logger = get_run_logger()
     try:
+        here = registry.registration(result.model_name, result.version) if result.registration is not None else None
+        if here is not None and here != result.registration:
+            logger.error(
+                "%s serves a copy of %s v%s made from another registry store (%s); this store's v%s is a "
+                "different model (%s). The champion alias and ledger were left as they were: deploy a "
+                "version of this store to give the endpoint a champion again.",
+                result.endpoint_key, result.model_name, result.version, result.registration, result.version, here,
+            )
+            return None
         if not reason:  # the decision the version was registered with
             reason = registry.version_tag(result.model_name, result.version, "gate_reason") or action
         if metrics is None:

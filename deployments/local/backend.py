@@ -138,7 +138,7 @@ class LocalBackend:
             ep.record(action, colour=idle, model_name=model_name, version=version, previous_version=previous, reason=reason)
             revision = state.revision + 1
         self._wait_applied(revision)
-        result = DeployResult(key, model_name, version, idle, self.scoring_url(key), previous)
+        result = DeployResult(key, model_name, version, idle, self.scoring_url(key), previous, _source_of(model_dir))
         endpoint_map.update({catalog.split_slot(key)[0]: result.scoring_url}, self.settings.endpoint_map)
         log.info("%s: %s v%s now takes 100%% on %s (was v%s)", key, model_name, version, idle, previous)
         return result
@@ -156,12 +156,14 @@ class LocalBackend:
         self._wait_applied(revision)
         endpoint_map.update({catalog.split_slot(key)[0]: self.scoring_url(key)}, self.settings.endpoint_map)
         log.info("%s: rolled back to %s v%s on %s (%s)", key, slot.model_name, slot.version, colour, reason)
-        return DeployResult(key, slot.model_name, slot.version, colour, self.scoring_url(key), previous)
+        return DeployResult(key, slot.model_name, slot.version, colour, self.scoring_url(key), previous,
+                            _source_of(Path(slot.path)))
 
     def _result(self, key: str, ep: st.EndpointState, colour: str) -> DeployResult:
         slot = ep.deployments[colour]
         standby = ep.deployments.get(st.other(colour))
-        return DeployResult(key, slot.model_name, slot.version, colour, self.scoring_url(key), standby.version if standby else None)
+        return DeployResult(key, slot.model_name, slot.version, colour, self.scoring_url(key),
+                            standby.version if standby else None, _source_of(Path(slot.path)))
 
     # --- smoke test ----------------------------------------------------------------------
     def _smoke_test(
@@ -264,7 +266,7 @@ def fetch_model(model_name: str, version: str, settings: Settings | None = None)
         registered = registry.client().get_model_version(model_name, str(version))
     except Exception as error:
         raise DeployError(f"cannot find {registry.model_uri(model_name, version)} in the registry: {error}") from error
-    source = f"{registered.run_id or ''} {registered.source or ''}"
+    source = registry.registration_of(registered)
     folder = st.endpoints_dir(settings) / "models" / model_name
     plain = folder / str(version)
     own = folder / f"{version}-{hashlib.blake2b(source.encode(), digest_size=4).hexdigest()}"

@@ -165,3 +165,30 @@ def test_state_file_is_rewritten_atomically_with_a_growing_revision(offline, reg
     assert st.load().revision > first
     folder = st.state_path().parent
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_rollback_to_a_copy_from_a_replaced_store_leaves_the_champion_alone(offline, registered):
+    """A store deleted or replaced at the same URI numbers its versions from 1 again: rolling back
+    to a colour whose copy came from the old store must not make this store's same-numbered
+    version (another model) the champion."""
+    from prefect.logging import disable_run_logger
+
+    from salesrisk import registry
+    from tasks.promote import record_serving
+
+    win = registered["win_probability"]
+    first = endpoints.deploy("win_probability", win.name, win.versions[0])
+    assert first.registration == registry.registration(win.name, win.versions[0])
+    endpoints.deploy("win_probability", win.name, win.versions[1])
+    blue = Path(_state(offline)["endpoints"]["win_probability"]["deployments"]["blue"]["path"])
+    old_store = "0123456789abcdef mlflow-artifacts:/1/0123456789abcdef/artifacts/model"
+    (blue / ".registered-from").write_text(old_store)  # what a copy of the replaced store's v1 holds
+
+    back = endpoints.rollback("win_probability", reason="bad week")
+    assert (back.colour, back.version, back.registration) == ("blue", win.versions[0], old_store)
+    assert endpoints.current("win_probability").registration == old_store
+
+    registry.client().set_registered_model_alias(win.name, registry.CHAMPION, win.versions[1])
+    with disable_run_logger():
+        assert record_serving(back, "rollback", "bad week") is None
+    assert registry.alias_version(win.name, registry.CHAMPION) == win.versions[1]
