@@ -93,7 +93,7 @@ def _logged(request_id: str, batches: int, timeout: float = 30.0) -> pl.DataFram
     deadline = time.monotonic() + timeout
     rows = pl.DataFrame()
     while time.monotonic() < deadline:
-        if storage.exists(uri):
+        if storage.exists(uri) and storage.list_parquet(uri):  # its folder exists before its first file
             rows = storage.scan_dataset(uri, hive_schema={"endpoint": pl.String, "date": pl.Date}).filter(
                 pl.col("request_id") == request_id).collect()
             if rows.height >= batches:

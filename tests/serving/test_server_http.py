@@ -256,7 +256,7 @@ def _logged(key: str, request_id: str, timeout: float = 20.0) -> pl.DataFrame:
     uri = storage.join(get_settings().lake, catalog.ML_INFERENCE_LOGS)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if storage.exists(uri):
+        if storage.exists(uri) and storage.list_parquet(uri):  # its folder exists before its first file
             rows = storage.scan_parquet(uri).filter(pl.col("request_id") == request_id).collect()
             if rows.height:
                 return rows
